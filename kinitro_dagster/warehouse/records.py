@@ -1,0 +1,98 @@
+"""Plain records that cross the warehouse boundary: what assets write and the API reads.
+
+One dataclass per table row. They carry no SQLAlchemy or Dagster types so the pure core and
+the tests can build them directly.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class CommitmentStatus(enum.StrEnum):
+    OK = "ok"
+    UNPARSEABLE = "unparseable"
+    FETCH_FAILED = "fetch_failed"
+    DUPLICATE = "duplicate"  # `duplicate_of_uid` names the earlier committer
+
+
+class CycleStatus(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class CycleRecord:
+    cycle_key: str  # zero-padded opening block, e.g. "0000012300"
+    block: int
+    block_hash: str
+    opened_at: datetime
+    status: CycleStatus = CycleStatus.RUNNING
+    completed_at: datetime | None = None
+    n_miners: int = 0
+    n_envs: int = 0
+
+
+@dataclass(frozen=True)
+class CommitmentRecord:
+    uid: int
+    hotkey: str
+    raw: str  # the commitment text as read from chain
+    commit_block: int
+    status: CommitmentStatus
+    repo: str | None = None
+    revision: str | None = None
+    first_seen_block: int | None = None  # first block this (repo, revision) was seen: scoring priority
+    content_hash: str | None = None
+    duplicate_of_uid: int | None = None
+    reason: str | None = None  # why the commitment is not OK, for the operator
+
+
+@dataclass(frozen=True)
+class EpisodeRecord:
+    uid: int
+    episode: int  # index within (cycle, env)
+    seed: int
+    success: bool
+    total_reward: float
+    steps: int
+    wall_seconds: float
+    error_kind: str | None = None  # timeout, http_error, bad_action, crashed, ...
+    error: str | None = None
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class MinerScoreRecord:
+    uid: int
+    env_id: str
+    success_rate: float
+    episodes_completed: int
+    episodes_failed: int  # ended by an error (not merely an unsuccessful episode)
+    mean_reward: float
+
+
+@dataclass(frozen=True)
+class ParetoScoreRecord:
+    uid: int
+    on_frontier: bool
+    points: float
+    weight: float
+    thresholds: dict[str, float] = field(default_factory=dict)  # env_id -> threshold
+
+
+@dataclass(frozen=True)
+class WeightsRecord:
+    cycle_key: str
+    block: int
+    weights: dict[int, float]  # uid -> weight, summing to 1
+    u16_uids: list[int]
+    u16_values: list[int]
+    created_at: datetime
+    n_miners: int
+    n_envs: int
+    duration_seconds: float
