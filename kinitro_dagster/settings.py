@@ -1,0 +1,93 @@
+"""Typed configuration, read once from flags or `KINITRO_*` environment variables.
+
+The CLI, the weights API and the Dagster resources all build on these classes; there is no
+second parser for the same variable. Names follow the operator's guide: `KINITRO_API_*`,
+`KINITRO_SCHEDULER_*`, `KINITRO_EXECUTOR_*`. One database URL serves every service:
+`KINITRO_DATABASE_URL` applies wherever the service-specific variable is unset.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+DEMO_SEED_SECRET = "kinitro-demo-secret-not-for-production"
+
+
+def state_dir() -> Path:
+    """Where the embedded default keeps its files (SQLite warehouse, chain file, caches)."""
+    return Path(os.environ.get("KINITRO_STATE_DIR", Path.cwd() / ".kinitro")).resolve()
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{state_dir() / 'warehouse.db'}"
+
+
+def _database_url_field(service: str) -> object:
+    return Field(
+        default_factory=default_database_url,
+        validation_alias=AliasChoices(f"KINITRO_{service}_DATABASE_URL", "KINITRO_DATABASE_URL"),
+    )
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KINITRO_API_", populate_by_name=True, extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = 8000
+    database_url: str = _database_url_field("API")
+    log_level: LogLevel = "INFO"
+    json_logs: bool = False
+
+
+class SchedulerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KINITRO_SCHEDULER_", populate_by_name=True, extra="ignore")
+
+    database_url: str = _database_url_field("SCHEDULER")
+    chain: Literal["file", "bittensor"] = "file"
+    chain_file: Path | None = None  # file chain: YAML of miners; default under the state dir
+    network: str = "finney"
+    netuid: int = 1
+    eval_interval_seconds: int = 3600
+    # Blocks between cycles on the chain clock (12 s blocks); derived from the interval by default.
+    eval_interval_blocks: int | None = None
+    episodes_per_env: int = 50
+    env_ids: list[str] | None = None  # None: every registered env
+    pareto_temperature: float = 1.0
+    cycle_timeout_seconds: int = 7200
+    log_level: LogLevel = "INFO"
+    seed_secret: str = Field(
+        default=DEMO_SEED_SECRET,
+        validation_alias=AliasChoices("KINITRO_SEED_SECRET", "KINITRO_SCHEDULER_SEED_SECRET"),
+    )
+
+    @property
+    def interval_blocks(self) -> int:
+        if self.eval_interval_blocks is not None:
+            return self.eval_interval_blocks
+        return max(1, self.eval_interval_seconds // 12)
+
+
+class ExecutorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KINITRO_EXECUTOR_", populate_by_name=True, extra="ignore")
+
+    eval_mode: Literal["local", "docker"] = "local"
+    max_timesteps: int = 500
+    action_timeout: float = 0.5
+    eval_timeout: float = 300.0
+    use_images: bool = True
+    privileged_state: bool = True  # the demo track sends MetaWorld's 39-d state in extra["state"]
+    max_workers: int | None = None  # parallel miner shards in a partition; None: the cores given
+    miner_hf_token: str | None = None
+    miner_deployment_image: str = "kinitro/miner-runner:v1"
+    miner_deployment_ttl_seconds: int = 600
+    miner_deployment_warmup_timeout: float = 300.0
+    miner_deployment_cpu: float = 1.0
+    miner_deployment_memory: str = "4Gi"
+    log_level: LogLevel = "INFO"
