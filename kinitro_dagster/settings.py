@@ -62,10 +62,7 @@ class SchedulerSettings(BaseSettings):
     pareto_temperature: float = 1.0
     cycle_timeout_seconds: int = 7200
     log_level: LogLevel = "INFO"
-    seed_secret: str = Field(
-        default=DEMO_SEED_SECRET,
-        validation_alias=AliasChoices("KINITRO_SEED_SECRET", "KINITRO_SCHEDULER_SEED_SECRET"),
-    )
+    seed_secret: str = Field(default=DEMO_SEED_SECRET, validation_alias="KINITRO_SEED_SECRET")
 
     @property
     def interval_blocks(self) -> int:

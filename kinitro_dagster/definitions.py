@@ -1,0 +1,20 @@
+"""The Dagster code location: everything assembled here, nothing else."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from kinitro_dagster.defs.commitments import miner_commitments
+from kinitro_dagster.defs.episodes import episode_results
+from kinitro_dagster.defs.jobs import evaluate_env_job, open_cycle_job, score_cycle_job
+from kinitro_dagster.defs.resources import build_resources
+from kinitro_dagster.defs.scores import pareto_scores
+from kinitro_dagster.defs.sensors import cycle_automation, cycle_sensor
+from kinitro_dagster.defs.weights import weights
+
+defs = dg.Definitions(
+    assets=[miner_commitments, episode_results, pareto_scores, weights],
+    jobs=[open_cycle_job, evaluate_env_job, score_cycle_job],
+    sensors=[cycle_sensor, cycle_automation],
+    resources=build_resources(),
+)

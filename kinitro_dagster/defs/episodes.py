@@ -1,0 +1,90 @@
+"""episode_results[cycle|env]: every evaluated miner plays the cycle's episodes of one env."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+
+import dagster as dg
+
+from kinitro_dagster.defs.commitments import miner_commitments
+from kinitro_dagster.defs.markdown import md_table
+from kinitro_dagster.defs.partitions import by_cycle, cycle_env, split_episode_key
+from kinitro_dagster.defs.resources import CycleConfig, Evaluator, HubResource, WarehouseResource
+from kinitro_dagster.miners.hub import SnapshotFetchError
+from kinitro_dagster.sim.partition import PolicyUnderTest, failed_episodes
+from kinitro_dagster.warehouse.records import CommitmentStatus, EpisodeRecord
+
+ROWS_CHECK = "episode_rows_complete"
+
+
+@dg.asset(
+    partitions_def=cycle_env,
+    deps=[dg.AssetDep(miner_commitments, partition_mapping=by_cycle)],
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[dg.AssetCheckSpec(ROWS_CHECK, asset="episode_results",
+                                   description="One row per evaluated miner × episode, no more, no less.")],
+    group_name="evaluation",
+    kinds={"mujoco"},
+    tags={"kinitro/kind": "episodes"},
+    op_tags={"kinitro/kind": "episodes"},
+    description="Episodes of one env for every evaluated miner of the cycle (same seeds for all).",
+)
+def episode_results(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    hub: HubResource,
+    cycle_config: CycleConfig,
+    evaluator: Evaluator,
+) -> dg.MaterializeResult:
+    cycle, env_id = split_episode_key(context.partition_key)
+    store = warehouse.store()
+    cycle_record = store.get_cycle(cycle)
+    if cycle_record is None:
+        raise dg.Failure(f"cycle {cycle} has no commitments yet: materialize miner_commitments[{cycle}] first")
+    miners = [c for c in store.commitments(cycle) if c.status is CommitmentStatus.OK]
+    seeds = cycle_config.seeds(cycle_record.block_hash, env_id)
+
+    started = time.monotonic()
+    policies, unavailable = [], []
+    for miner in miners:
+        try:
+            policies.append(PolicyUnderTest(miner.uid, hub.fetch(miner.repo, miner.revision).path))
+        except SnapshotFetchError as exc:
+            unavailable += failed_episodes(miner.uid, seeds, "deployment_failed", str(exc))
+    context.log.info(f"{env_id}: {len(policies)} policies × {len(seeds)} episodes")
+    records = sorted(evaluator.evaluate(env_id, policies, seeds) + unavailable, key=lambda r: (r.uid, r.episode))
+    store.replace_episodes(cycle, env_id, records)
+    elapsed = time.monotonic() - started
+
+    written = store.episodes(cycle, env_id)
+    expected = len(miners) * len(seeds)
+    steps = sum(r.steps for r in written)
+    return dg.MaterializeResult(
+        metadata={
+            "episodes": len(written),
+            "miners": len(miners),
+            "env_id": env_id,
+            "wall_seconds": round(elapsed, 2),
+            "steps_per_second": round(steps / elapsed, 1) if elapsed > 0 else 0.0,
+            "errors": dg.MetadataValue.json(dict(Counter(r.error_kind for r in written if r.error_kind))),
+            "success by miner": dg.MetadataValue.md(_success_table(written)),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name=ROWS_CHECK,
+            passed=len(written) == expected and len({(r.uid, r.episode) for r in written}) == len(written),
+            metadata={"rows": len(written), "expected": expected},
+        )],
+    )
+
+
+def _success_table(records: list[EpisodeRecord]) -> str:
+    by_uid: dict[int, list[EpisodeRecord]] = defaultdict(list)
+    for record in records:
+        by_uid[record.uid].append(record)
+    rows = []
+    for uid, episodes in sorted(by_uid.items()):
+        errors = Counter(e.error_kind for e in episodes if e.error_kind)
+        rows.append((uid, sum(e.success for e in episodes) / len(episodes), len(episodes),
+                     ", ".join(f"{k}×{n}" for k, n in errors.items())))
+    return md_table(["uid", "success rate", "episodes", "errors"], rows)

@@ -1,0 +1,143 @@
+"""Dagster resources: typed configuration plus the handle each asset asks to do its work.
+
+Values come from the settings classes (`KINITRO_*` variables), built in `build_resources`, the
+one place they are instantiated. Secrets are passed as `EnvVar`s so the UI shows their names,
+never their values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from kinitro_dagster.miners.chain import ChainReader, FileChain
+from kinitro_dagster.miners.hub import Snapshot, fetch_snapshot
+from kinitro_dagster.settings import DEMO_SEED_SECRET, ExecutorSettings, SchedulerSettings, state_dir
+from kinitro_dagster.sim.base import EnvConfig
+from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition
+from kinitro_dagster.sim.seeds import episode_seeds
+from kinitro_dagster.warehouse.records import EpisodeRecord
+from kinitro_dagster.warehouse.store import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _warehouse(url: str) -> Warehouse:
+    warehouse = Warehouse(url)
+    warehouse.migrate()
+    return warehouse
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The evaluation warehouse (SQLite file by default, PostgreSQL in production)."""
+
+    database_url: str
+
+    def store(self) -> Warehouse:
+        return _warehouse(self.database_url)
+
+
+class ChainResource(dg.ConfigurableResource):
+    """Where cycles get their clock and miners their commitments."""
+
+    kind: str = "file"
+    chain_file: str = ""
+    network: str = "finney"
+    netuid: int = 1
+
+    def reader(self) -> ChainReader:
+        if self.kind == "file":
+            return FileChain(self.chain_file or state_dir() / "chain.yaml")
+        raise NotImplementedError(
+            f"chain kind {self.kind!r} is not available in this build; use KINITRO_SCHEDULER_CHAIN=file"
+        )
+
+
+class HubResource(dg.ConfigurableResource):
+    """HuggingFace snapshots in a shared cache (offline with HF_HUB_OFFLINE=1)."""
+
+    cache_dir: str
+    token: str | None = None
+
+    def fetch(self, repo: str, revision: str) -> Snapshot:
+        return fetch_snapshot(repo, revision, cache_dir=Path(self.cache_dir), token=self.token or None)
+
+
+class CycleConfig(dg.ConfigurableResource):
+    """What a cycle is: how often one opens, how many episodes, how seeds and weights are made."""
+
+    eval_interval_blocks: int = 300
+    episodes_per_env: int = 50
+    seed_secret: str = DEMO_SEED_SECRET
+    pareto_temperature: float = 1.0
+
+    def seeds(self, block_hash: str, env_id: str) -> list[int]:
+        return episode_seeds(self.seed_secret, block_hash, env_id, self.episodes_per_env)
+
+
+class Evaluator(dg.ConfigurableResource):
+    """Deploys the cycle's policies and plays their episodes on one env."""
+
+    eval_mode: str = "local"
+    max_timesteps: int = 500
+    action_timeout_s: float = 0.5
+    use_images: bool = True
+    privileged_state: bool = True
+    max_workers: int | None = None
+    warmup_timeout_s: float = 120.0
+
+    def env_config(self) -> EnvConfig:
+        return EnvConfig(max_steps=self.max_timesteps, use_images=self.use_images,
+                         privileged_state=self.privileged_state)
+
+    def evaluate(self, env_id: str, policies: list[PolicyUnderTest], seeds: list[int]) -> list[EpisodeRecord]:
+        if self.eval_mode != "local":
+            raise NotImplementedError(
+                f"eval mode {self.eval_mode!r} is not available in this build; use KINITRO_EXECUTOR_EVAL_MODE=local"
+            )
+        return evaluate_env_partition(
+            env_id, policies, seeds, self.env_config(),
+            act_timeout_s=self.action_timeout_s, warmup_timeout_s=self.warmup_timeout_s,
+            max_workers=self.max_workers,
+        )
+
+
+def _secret(var: str, fallback: str | None) -> Any:
+    """An EnvVar when the operator set it (its value never shows in the UI), else the fallback."""
+    return dg.EnvVar(var) if os.environ.get(var) else fallback
+
+
+def build_resources(
+    scheduler: SchedulerSettings | None = None, executor: ExecutorSettings | None = None
+) -> dict[str, dg.ConfigurableResource]:
+    scheduler = scheduler or SchedulerSettings()
+    executor = executor or ExecutorSettings()
+    if not os.environ.get("KINITRO_SEED_SECRET"):
+        log.warning("KINITRO_SEED_SECRET is not set: using the public demo secret, so seeds are predictable")
+    return {
+        "warehouse": WarehouseResource(database_url=scheduler.database_url),
+        "chain": ChainResource(
+            kind=scheduler.chain, chain_file=str(scheduler.chain_file or state_dir() / "chain.yaml"),
+            network=scheduler.network, netuid=scheduler.netuid,
+        ),
+        "hub": HubResource(
+            cache_dir=str(state_dir() / "hub"), token=_secret("KINITRO_EXECUTOR_MINER_HF_TOKEN", None)
+        ),
+        "cycle_config": CycleConfig(
+            eval_interval_blocks=scheduler.interval_blocks, episodes_per_env=scheduler.episodes_per_env,
+            seed_secret=_secret("KINITRO_SEED_SECRET", DEMO_SEED_SECRET),
+            pareto_temperature=scheduler.pareto_temperature,
+        ),
+        "evaluator": Evaluator(
+            eval_mode=executor.eval_mode, max_timesteps=executor.max_timesteps,
+            action_timeout_s=executor.action_timeout, use_images=executor.use_images,
+            privileged_state=executor.privileged_state, max_workers=executor.max_workers,
+            warmup_timeout_s=executor.miner_deployment_warmup_timeout,
+        ),
+    }

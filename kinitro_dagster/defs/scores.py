@@ -1,0 +1,65 @@
+"""pareto_scores[cycle]: success per miner and env, thresholds, points and the ε-Pareto front."""
+
+from __future__ import annotations
+
+import math
+
+import dagster as dg
+import numpy as np
+
+from kinitro_dagster.defs.episodes import episode_results
+from kinitro_dagster.defs.markdown import md_table
+from kinitro_dagster.defs.partitions import by_cycle, cycles, enabled_env_ids
+from kinitro_dagster.defs.resources import CycleConfig, WarehouseResource
+from kinitro_dagster.scoring import score_cycle
+from kinitro_dagster.scoring.inputs import build_score_inputs
+from kinitro_dagster.warehouse.records import CommitmentStatus, ParetoScoreRecord
+
+FINITE_CHECK = "scores_are_finite"
+
+
+@dg.asset(
+    partitions_def=cycles,
+    deps=[dg.AssetDep(episode_results, partition_mapping=by_cycle)],
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[dg.AssetCheckSpec(FINITE_CHECK, asset="pareto_scores",
+                                   description="No NaN or infinity in success rates, points or thresholds.")],
+    group_name="scoring",
+    kinds={"numpy"},
+    description="Epsilon-Pareto subset winners: points per miner, per-env thresholds, the Pareto front.",
+)
+def pareto_scores(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, cycle_config: CycleConfig
+) -> dg.MaterializeResult:
+    cycle = context.partition_key
+    store = warehouse.store()
+    env_ids = enabled_env_ids()
+    miners = [c for c in store.commitments(cycle) if c.status is CommitmentStatus.OK]
+    inputs = build_score_inputs(miners, store.episodes_by_env(cycle), env_ids, cycle_config.episodes_per_env)
+    scores = score_cycle(inputs.success, inputs.uids, inputs.priority, inputs.live,
+                         cycle_config.episodes_per_env, temperature=cycle_config.pareto_temperature)
+    weights = scores.weights if scores.weights is not None else np.zeros(len(miners))
+    pareto = [
+        ParetoScoreRecord(uid=int(uid), on_frontier=bool(scores.frontier[i]), points=float(scores.points[i]),
+                          weight=float(weights[i]),
+                          thresholds={env: float(scores.thresholds[i, e]) for e, env in enumerate(env_ids)})
+        for i, uid in enumerate(inputs.uids)
+    ]
+    store.replace_scores(cycle, inputs.miner_scores, pareto)
+
+    numbers = [s.success_rate for s in inputs.miner_scores] + [p.points for p in pareto] + [
+        t for p in pareto for t in p.thresholds.values()]
+    short = [env.split("/")[-1] for env in env_ids]
+    return dg.MaterializeResult(
+        metadata={
+            "miners scored": len(pareto),
+            "live miners": int(inputs.live.sum()),
+            "pareto front": dg.MetadataValue.json([p.uid for p in pareto if p.on_frontier]),
+            "scores": dg.MetadataValue.md(md_table(
+                ["uid", *short, "points", "weight", "front"],
+                [(int(uid), *inputs.success[i], float(scores.points[i]), float(weights[i]),
+                  "✓" if scores.frontier[i] else "") for i, uid in enumerate(inputs.uids)],
+            )),
+        },
+        check_results=[dg.AssetCheckResult(check_name=FINITE_CHECK, passed=all(math.isfinite(x) for x in numbers))],
+    )

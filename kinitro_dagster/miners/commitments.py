@@ -1,0 +1,65 @@
+"""Parse the `repo:revision` text miners commit on chain (DESIGN §7).
+
+Accepted forms (at most 128 bytes, UTF-8):
+- Kinitro's `"{hf_repo}:{rev8}:{deployment_id}"` — the deployment id is ignored (we deploy ourselves);
+- Kinitro's encrypted variant, whose first two fields are the same repo and revision;
+- `"{hf_repo}:{full_rev}"`.
+
+A revision is 7 to 40 hex digits (a short revision is resolved to the full commit at fetch time).
+Every rejection is a `CommitmentError` whose message tells the miner what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_COMMITMENT_BYTES = 128
+
+# HuggingFace repo ids: "owner/name", each part alphanumerics plus - _ . (not leading/trailing), ≤ 96 chars.
+_REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+_REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
+_REVISION_RE = re.compile(r"^[0-9a-f]{7,40}$")
+EXPECTED = "expected 'owner/repo:revision[:deployment]' with a 7-40 digit hex revision"
+
+
+class CommitmentError(ValueError):
+    """A commitment that cannot be evaluated; the message is the reason recorded for the operator."""
+
+
+@dataclass(frozen=True)
+class ParsedCommitment:
+    repo: str
+    revision: str  # lower-case hex, possibly short
+
+    @property
+    def is_full_revision(self) -> bool:
+        return len(self.revision) == 40
+
+
+def parse_commitment(raw: str | bytes) -> ParsedCommitment:
+    text = _decode(raw).strip()
+    if len(text.encode()) > MAX_COMMITMENT_BYTES:
+        raise CommitmentError(f"commitment is {len(text.encode())} bytes, over the {MAX_COMMITMENT_BYTES}-byte limit")
+    if not text:
+        raise CommitmentError(f"commitment is empty; {EXPECTED}")
+    fields = text.split(":")
+    if len(fields) < 2:
+        raise CommitmentError(f"no ':' separating repo and revision in {text!r}; {EXPECTED}")
+    repo, revision = fields[0].strip(), fields[1].strip().lower()
+    if not _REPO_RE.match(repo) or ".." in repo:
+        raise CommitmentError(f"repo {repo!r} is not a HuggingFace repo id; {EXPECTED}")
+    if not _REVISION_RE.match(revision):
+        raise CommitmentError(f"revision {fields[1].strip()!r} is not 7-40 hex digits; {EXPECTED}")
+    return ParsedCommitment(repo=repo, revision=revision)
+
+
+def _decode(raw: str | bytes) -> str:
+    if isinstance(raw, str):
+        return raw
+    if len(raw) > MAX_COMMITMENT_BYTES:
+        raise CommitmentError(f"commitment is {len(raw)} bytes, over the {MAX_COMMITMENT_BYTES}-byte limit")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CommitmentError(f"commitment is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
