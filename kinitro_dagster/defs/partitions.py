@@ -7,7 +7,12 @@ import warnings
 import dagster as dg
 
 from kinitro_dagster.settings import SchedulerSettings
-from kinitro_dagster.sim.registry import ENV_IDS, env_id_to_partition_key, partition_key_to_env_id, validate_env_id
+from kinitro_dagster.sim.registry import (
+    ENV_IDS,
+    env_id_to_partition_key,
+    partition_key_to_env_id,
+    validate_env_id,
+)
 
 CYCLE_KEY_DIGITS = 10
 

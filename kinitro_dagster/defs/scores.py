@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import dagster as dg
-import numpy as np
 
 from kinitro_dagster.defs.episodes import episode_results
 from kinitro_dagster.defs.markdown import md_table
@@ -38,7 +37,7 @@ def pareto_scores(
     inputs = build_score_inputs(miners, store.episodes_by_env(cycle), env_ids, cycle_config.episodes_per_env)
     scores = score_cycle(inputs.success, inputs.uids, inputs.priority, inputs.live,
                          cycle_config.episodes_per_env, temperature=cycle_config.pareto_temperature)
-    weights = scores.weights if scores.weights is not None else np.zeros(len(miners))
+    weights = scores.weights  # all zero when nobody is live (scores.has_weights is False)
     pareto = [
         ParetoScoreRecord(uid=int(uid), on_frontier=bool(scores.frontier[i]), points=float(scores.points[i]),
                           weight=float(weights[i]),

@@ -34,7 +34,8 @@ class Snapshot:
 def fetch_snapshot(repo: str, revision: str, *, cache_dir: Path, token: str | None = None) -> Snapshot:
     full_revision = resolve_revision(repo, revision, cache_dir=cache_dir, token=token)
     try:
-        path = snapshot_download(repo, revision=full_revision, cache_dir=cache_dir, token=token)
+        path = snapshot_download(repo, revision=full_revision, cache_dir=cache_dir, token=token,
+                                 local_files_only=_offline())
     except (LocalEntryNotFoundError, RepositoryNotFoundError, HFValidationError, OSError) as exc:
         raise SnapshotFetchError(f"cannot fetch {repo}@{full_revision[:12]}: {_first_line(exc)}") from exc
     snapshot_path = Path(path)
