@@ -1,0 +1,68 @@
+"""What every simulated environment offers the rollout loop (DESIGN §5, §6).
+
+An env turns a seed into one deterministic episode: `reset(seed)` returns the first observation,
+`step(action)` advances it. Observations are already in the policy protocol's wire form (a
+JSON-ready dict with exactly the keys of Kinitro's `Observation`), so the rollout loop sends them
+as they are. Actions arrive as `PolicyAction`, the env-independent form of the protocol's
+`continuous.ee_twist` and `continuous.gripper` channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from kinitro_dagster.sim.registry import ENV_IDS, env_family
+
+# The keys of Kinitro's `Observation` model, which forbids any other key.
+OBSERVATION_KEYS: tuple[str, ...] = ("rgb", "depth", "proprio", "cam_intrinsics", "cam_extrinsics", "extra")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    max_steps: int = 500
+    use_images: bool = True
+    cameras: tuple[str, ...] = ("corner", "corner2")
+    image_size: int = 84
+    privileged_state: bool = False  # put MetaWorld's 39-d state (goal visible) in obs["extra"]["state"]
+
+
+@dataclass(frozen=True)
+class PolicyAction:
+    ee_twist: np.ndarray  # shape (6,), float; linear part [:3] drives the end effector
+    gripper: float  # [0, 1]; 1 = closed
+
+
+@dataclass(frozen=True)
+class StepResult:
+    observation: dict  # JSON-ready protocol Observation
+    reward: float
+    success: bool  # latched: stays True once reached within the episode
+    done: bool  # True at max_steps
+
+
+class SimEnv(Protocol):
+    env_id: str
+    config: EnvConfig
+
+    def reset(self, seed: int) -> dict: ...
+
+    def step(self, action: PolicyAction) -> StepResult: ...
+
+    def task_config(self) -> dict: ...
+
+    def close(self) -> None: ...
+
+
+def make_env(env_id: str, config: EnvConfig | None = None) -> SimEnv:
+    """Build the env for `env_id`, dispatching on its family (`metaworld/...`)."""
+    family = env_family(env_id)
+    if family == "metaworld":
+        # Imported here so that importing `sim` does not load MuJoCo.
+        from kinitro_dagster.sim.metaworld import MetaWorldEnv
+
+        return MetaWorldEnv(env_id, config)
+    known = ", ".join(ENV_IDS)
+    raise ValueError(f"no simulator for env id {env_id!r} (family {family!r}); known env ids: {known}")
