@@ -12,9 +12,15 @@ from kinitro_dagster.defs.scores import pareto_scores
 from kinitro_dagster.defs.sensors import cycle_automation, cycle_sensor
 from kinitro_dagster.defs.weights import weights
 
-defs = dg.Definitions(
-    assets=[miner_commitments, episode_results, pareto_scores, weights],
-    jobs=[open_cycle_job, evaluate_env_job, score_cycle_job],
-    sensors=[cycle_sensor, cycle_automation],
-    resources=build_resources(),
-)
+
+def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:
+    """The code location; tests and tools pass their own resources, the default reads KINITRO_*."""
+    return dg.Definitions(
+        assets=[miner_commitments, episode_results, pareto_scores, weights],
+        jobs=[open_cycle_job, evaluate_env_job, score_cycle_job],
+        sensors=[cycle_sensor, cycle_automation],
+        resources=resources if resources is not None else build_resources(),
+    )
+
+
+defs = build_definitions()

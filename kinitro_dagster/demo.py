@@ -14,6 +14,10 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance, Definitions
 
 log = logging.getLogger(__name__)
 
@@ -89,48 +93,57 @@ def publish_demo_chain(chain_file: Path, hub_cache: Path, interval_blocks: int) 
 
 
 def run_demo() -> str:
-    """Open and run one full cycle; return its key."""
+    """Advance the demo chain, open a cycle with the sensor and run it; return the cycle key."""
     apply_demo_environment()
     import dagster as dg
 
-    from kinitro_dagster.defs.partitions import enabled_env_ids
-    from kinitro_dagster.defs.resources import build_resources
+    from kinitro_dagster.definitions import defs
     from kinitro_dagster.settings import SchedulerSettings
-    from kinitro_dagster.sim.registry import env_id_to_partition_key
 
     settings = SchedulerSettings()
-    resources = build_resources(settings)
-    chain_file = Path(resources["chain"].chain_file)
-    head = publish_demo_chain(chain_file, Path(resources["hub"].cache_dir), settings.interval_blocks)
+    resources = defs.resources
+    head = publish_demo_chain(Path(resources["chain"].chain_file), Path(resources["hub"].cache_dir),
+                              settings.interval_blocks)
     log.info("chain head advanced to block %s", head)
-
-    from kinitro_dagster.definitions import defs
-    from kinitro_dagster.defs.sensors import cycle_sensor
-
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        tick = cycle_sensor(dg.build_sensor_context(instance=instance, resources=resources))
-        if not isinstance(tick, dg.SensorResult):
-            raise RuntimeError(f"cycle_sensor did not open a cycle: {tick.skip_message}")
-        cycle = tick.run_requests[0].partition_key
-        instance.add_dynamic_partitions("cycles", [cycle])
-        _run(defs, instance, "open_cycle", cycle)
-        for env_id in enabled_env_ids(settings):
-            _run(defs, instance, "evaluate_env",
-                 dg.MultiPartitionKey({"cycle": cycle, "env": env_id_to_partition_key(env_id)}))
-        _run(defs, instance, "score_cycle", cycle)
+        cycle = open_cycle(instance, resources)
+        run_cycle(defs, instance, cycle)
     log.info("cycle %s done in %.1fs", cycle, time.monotonic() - started)
     return cycle
 
 
-def _run(defs, instance, job_name: str, partition_key) -> None:
+def open_cycle(instance: DagsterInstance, resources: dict) -> str:
+    """One tick of the real `cycle_sensor`, applied to the instance as the daemon would."""
+    import dagster as dg
+
+    from kinitro_dagster.defs.partitions import cycles
+    from kinitro_dagster.defs.sensors import cycle_sensor
+
+    tick = cycle_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    if not isinstance(tick, dg.SensorResult):
+        raise RuntimeError(f"cycle_sensor did not open a cycle: {tick.skip_message}")
+    cycle = tick.run_requests[0].partition_key
+    instance.add_dynamic_partitions(cycles.name, [cycle])
+    return cycle
+
+
+def run_cycle(defs: Definitions, instance: DagsterInstance, cycle: str) -> None:
+    """Run a cycle's jobs in dependency order, in this process, recorded on the instance."""
+    from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS, episode_key
+
+    _run(defs, instance, "open_cycle", cycle)
+    for env_id in ENABLED_ENV_IDS:
+        _run(defs, instance, "evaluate_env", episode_key(cycle, env_id))
+    _run(defs, instance, "score_cycle", cycle)
+
+
+def _run(defs: Definitions, instance: DagsterInstance, job_name: str, partition_key: str) -> None:
     started = time.monotonic()
-    print(f"  running {job_name} [{partition_key}] ...", flush=True)
-    result = defs.get_job_def(job_name).execute_in_process(
-        instance=instance, partition_key=partition_key, raise_on_error=True
-    )
+    print(f"  {job_name} [{partition_key}] ...", flush=True)
+    result = defs.get_job_def(job_name).execute_in_process(instance=instance, partition_key=partition_key)
     if not result.success:
-        raise RuntimeError(f"{job_name} [{partition_key}] failed: see the run in the Dagster UI (kinitro dev)")
+        raise RuntimeError(f"{job_name} [{partition_key}] failed: see the run in the Dagster UI (make dev)")
     print(f"  {job_name} [{partition_key}] done in {time.monotonic() - started:.1f}s", flush=True)
 
 

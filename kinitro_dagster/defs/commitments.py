@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from kinitro_dagster.defs.markdown import md_table
-from kinitro_dagster.defs.partitions import cycle_block, cycles, enabled_env_ids
+from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS, cycle_block, cycles
 from kinitro_dagster.defs.resources import ChainResource, HubResource, WarehouseResource
 from kinitro_dagster.miners.resolve import resolve_commitments
 from kinitro_dagster.warehouse.records import CycleRecord
@@ -28,7 +28,7 @@ def miner_commitments(
     reader = chain.reader()
     store = warehouse.store()
     store.upsert_cycle(CycleRecord(cycle_key=cycle, block=block, block_hash=reader.block_hash(block),
-                                   opened_at=datetime.now(UTC), n_envs=len(enabled_env_ids())))
+                                   opened_at=datetime.now(UTC), n_envs=len(ENABLED_ENV_IDS)))
     records = resolve_commitments(reader.commitments(at_block=block), fetch=hub.fetch,
                                   record_first_seen=store.record_first_seen)
     store.replace_commitments(cycle, records)

@@ -24,7 +24,9 @@ def enabled_env_ids(settings: SchedulerSettings | None = None) -> list[str]:
     return [validate_env_id(env_id) for env_id in (settings.env_ids or ENV_IDS)]
 
 
-envs = dg.StaticPartitionsDefinition([env_id_to_partition_key(e) for e in enabled_env_ids()])
+# Fixed when the code location loads (KINITRO_SCHEDULER_ENV_IDS); every asset reads this one list.
+ENABLED_ENV_IDS: tuple[str, ...] = tuple(enabled_env_ids())
+envs = dg.StaticPartitionsDefinition([env_id_to_partition_key(e) for e in ENABLED_ENV_IDS])
 
 cycle_env = dg.MultiPartitionsDefinition({"cycle": cycles, "env": envs})
 

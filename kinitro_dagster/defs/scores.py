@@ -8,7 +8,7 @@ import dagster as dg
 
 from kinitro_dagster.defs.episodes import episode_results
 from kinitro_dagster.defs.markdown import md_table
-from kinitro_dagster.defs.partitions import by_cycle, cycles, enabled_env_ids
+from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS, by_cycle, cycles
 from kinitro_dagster.defs.resources import CycleConfig, WarehouseResource
 from kinitro_dagster.scoring import score_cycle
 from kinitro_dagster.scoring.inputs import build_score_inputs
@@ -32,7 +32,7 @@ def pareto_scores(
 ) -> dg.MaterializeResult:
     cycle = context.partition_key
     store = warehouse.store()
-    env_ids = enabled_env_ids()
+    env_ids = list(ENABLED_ENV_IDS)
     miners = [c for c in store.commitments(cycle) if c.status is CommitmentStatus.OK]
     inputs = build_score_inputs(miners, store.episodes_by_env(cycle), env_ids, cycle_config.episodes_per_env)
     scores = score_cycle(inputs.success, inputs.uids, inputs.priority, inputs.live,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from kinitro_dagster.defs.markdown import md_table
-from kinitro_dagster.defs.partitions import cycles, enabled_env_ids
+from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS, cycles
 from kinitro_dagster.defs.resources import WarehouseResource
 from kinitro_dagster.defs.scores import pareto_scores
 from kinitro_dagster.scoring import weights_to_u16
@@ -49,7 +49,7 @@ def weights(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> 
     u16_uids, u16_values = weights_to_u16(list(by_uid), list(by_uid.values()))
     store.write_weights(WeightsRecord(
         cycle_key=cycle, block=record.block, weights=by_uid, u16_uids=list(u16_uids), u16_values=list(u16_values),
-        created_at=now, n_miners=n_miners, n_envs=len(enabled_env_ids()),
+        created_at=now, n_miners=n_miners, n_envs=len(ENABLED_ENV_IDS),
         duration_seconds=(now - record.opened_at).total_seconds(),
     ))
     store.complete_cycle(cycle, CycleStatus.COMPLETED, now, n_miners)

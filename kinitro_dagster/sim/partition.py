@@ -37,12 +37,23 @@ def evaluate_env_partition(
     max_workers: int | None = None,
 ) -> list[EpisodeRecord]:
     with ExitStack() as stack:
-        deployments = {p.uid: stack.enter_context(_closing(LocalDeployment(p.policy_dir, warmup_timeout_s=warmup_timeout_s)))
-                       for p in policies}
+        deployments = {
+            p.uid: stack.enter_context(
+                _closing(LocalDeployment(p.policy_dir, warmup_timeout_s=warmup_timeout_s))
+            )
+            for p in policies
+        }
         failed = _start_all(deployments)
-        targets = [MinerTarget(uid=uid, base_url=d.base_url) for uid, d in deployments.items() if uid not in failed]
-        records = evaluate_partition(env_id, targets, seeds, env_config, max_workers=max_workers,
-                                     act_timeout_s=act_timeout_s) if targets else []
+        targets = [
+            MinerTarget(uid=uid, base_url=d.base_url) for uid, d in deployments.items() if uid not in failed
+        ]
+        records = (
+            evaluate_partition(
+                env_id, targets, seeds, env_config, max_workers=max_workers, act_timeout_s=act_timeout_s
+            )
+            if targets
+            else []
+        )
     for uid, reason in failed.items():
         records += failed_episodes(uid, seeds, "deployment_failed", reason)
     return sorted(records, key=lambda r: (r.uid, r.episode))
@@ -66,9 +77,20 @@ def _start_all(deployments: dict[int, LocalDeployment]) -> dict[int, str]:
 
 def failed_episodes(uid: int, seeds: list[int], error_kind: str, reason: str) -> list[EpisodeRecord]:
     """Episodes that never ran, recorded as failures so the miner's row count stays complete."""
-    return [EpisodeRecord(uid=uid, episode=i, seed=seed, success=False, total_reward=0.0, steps=0,
-                          wall_seconds=0.0, error_kind=error_kind, error=reason[:2000])
-            for i, seed in enumerate(seeds)]
+    return [
+        EpisodeRecord(
+            uid=uid,
+            episode=i,
+            seed=seed,
+            success=False,
+            total_reward=0.0,
+            steps=0,
+            wall_seconds=0.0,
+            error_kind=error_kind,
+            error=reason[:2000],
+        )
+        for i, seed in enumerate(seeds)
+    ]
 
 
 class _closing:
