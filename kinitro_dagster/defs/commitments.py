@@ -1,6 +1,6 @@
 """miner_commitments[cycle]: who is evaluated this cycle, with what, and who is not and why."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` in asset modules: Dagster reads the context annotation.
 
 from collections import Counter
 from datetime import UTC, datetime

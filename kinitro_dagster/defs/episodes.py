@@ -1,7 +1,5 @@
 """episode_results[cycle|env]: every evaluated miner plays the cycle's episodes of one env."""
 
-from __future__ import annotations
-
 import time
 from collections import Counter, defaultdict
 

@@ -6,21 +6,20 @@ import dagster as dg
 
 from kinitro_dagster.defs.commitments import miner_commitments
 from kinitro_dagster.defs.episodes import episode_results
-from kinitro_dagster.defs.partitions import cycle_env, cycles
 from kinitro_dagster.defs.scores import pareto_scores
 from kinitro_dagster.defs.weights import weights
 
 open_cycle_job = dg.define_asset_job(
-    "open_cycle", selection=[miner_commitments], partitions_def=cycles,
+    "open_cycle", selection=[miner_commitments],
     description="Read the chain at the cycle's block and fetch every committed policy.",
 )
 evaluate_env_job = dg.define_asset_job(
-    "evaluate_env", selection=[episode_results], partitions_def=cycle_env,
+    "evaluate_env", selection=[episode_results],
     # A partition is idempotent (its rows are replaced), so a failed run is simply run again.
     tags={"kinitro/kind": "episodes", "dagster/max_retries": "1"},
     description="Play one env's episodes for every miner of a cycle.",
 )
 score_cycle_job = dg.define_asset_job(
-    "score_cycle", selection=[pareto_scores, weights], partitions_def=cycles,
+    "score_cycle", selection=[pareto_scores, weights],
     description="Score the cycle and publish its weights.",
 )

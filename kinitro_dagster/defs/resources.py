@@ -17,6 +17,7 @@ import dagster as dg
 
 from kinitro_dagster.miners.chain import ChainReader, FileChain
 from kinitro_dagster.miners.hub import Snapshot, fetch_snapshot
+from kinitro_dagster.miners.policy_client import ClientSettings
 from kinitro_dagster.settings import DEMO_SEED_SECRET, ExecutorSettings, SchedulerSettings, state_dir
 from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition
@@ -103,8 +104,8 @@ class Evaluator(dg.ConfigurableResource):
             )
         return evaluate_env_partition(
             env_id, policies, seeds, self.env_config(),
-            act_timeout_s=self.action_timeout_s, warmup_timeout_s=self.warmup_timeout_s,
-            max_workers=self.max_workers,
+            client_settings=ClientSettings(act_timeout_s=self.action_timeout_s),
+            warmup_timeout_s=self.warmup_timeout_s, max_workers=self.max_workers,
         )
 
 

@@ -1,7 +1,5 @@
 """pareto_scores[cycle]: success per miner and env, thresholds, points and the ε-Pareto front."""
 
-from __future__ import annotations
-
 import math
 
 import dagster as dg

@@ -1,7 +1,5 @@
 """Sensors: `cycle_sensor` opens cycles on the chain clock; automation carries them through."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from kinitro_dagster.defs.commitments import miner_commitments

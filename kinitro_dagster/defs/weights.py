@@ -1,7 +1,5 @@
 """weights[cycle]: the weights validators fetch, as floats and as bittensor's u16 pair."""
 
-from __future__ import annotations
-
 import math
 from datetime import UTC, datetime
 
