@@ -1,0 +1,178 @@
+"""Shared pytest fixtures. One clearly labelled section per owner; add yours below the others."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# =============================================================================================
+# Warehouse databases (owner: warehouse / weights API)
+#
+#   database_url  a fresh, empty (unmigrated) database per test, once on a SQLite file and once
+#                 on PostgreSQL. Tests that take it run twice: test_x[sqlite], test_x[postgres].
+#                 PostgreSQL: a uniquely named database per session, a new schema per test
+#                 (the URL selects it with `?options=-csearch_path=...`).
+#   warehouse     a `Warehouse` on `database_url`, already migrated to head.
+#
+# The postgres parameter carries `pytest.mark.postgres` (deselect with `-m "not postgres"`). It
+# creates a uniquely named database on the server at KINITRO_TEST_POSTGRES_URL (default
+# postgresql://postgres@127.0.0.1:5432/postgres, the maintenance DB used to create/drop) and drops
+# it afterwards. If that server is unreachable the test FAILS: CI starts PostgreSQL, so a
+# silent skip would hide a broken setup.
+# =============================================================================================
+
+POSTGRES_ADMIN_URL = os.environ.get("KINITRO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _admin_connection():  # returns a psycopg2 connection
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({str(exc).strip()}). Start it "
+            "(`.ci/run` does, or `service postgresql start`), set KINITRO_TEST_POSTGRES_URL, or "
+            "deselect these tests with -m 'not postgres'.",
+            pytrace=False,
+        )
+    conn.autocommit = True
+    return conn
+
+
+def postgres_test_database_url(name: str) -> str:
+    """The URL of database `name` on the test server (same user, host and port as the admin URL)."""
+    from sqlalchemy import make_url
+
+    return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def create_postgres_test_database() -> tuple[str, str]:
+    """Create a fresh uniquely named database; returns (name, url)."""
+    name = f"kinitro_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    conn = _admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
+    return name, postgres_test_database_url(name)
+
+
+def drop_postgres_test_database(name: str) -> None:
+    conn = _admin_connection()
+    try:
+        with conn.cursor() as cur:
+            # FORCE (PostgreSQL 13+) ends connections a test's engine may still hold.
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """The maintenance-database URL of the test PostgreSQL server (for tests that make their own)."""
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_session_database() -> Iterator[str]:
+    """One uniquely named PostgreSQL database for the whole test session; dropped at the end."""
+    name, url = create_postgres_test_database()
+    try:
+        yield url
+    finally:
+        drop_postgres_test_database(name)
+
+
+def _with_search_path(url: str, schema: str) -> str:
+    from sqlalchemy import make_url
+
+    parsed = make_url(url)
+    return parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty warehouse database URL: a SQLite file, then PostgreSQL.
+
+    PostgreSQL: a new schema per test inside the session's database, selected by the URL's
+    `options=-csearch_path=...` (creating a database costs ~0.4 s; a schema, milliseconds).
+    Every unqualified table, Alembic's version table included, lands in that schema.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warehouse' / 'warehouse.db'}"
+        return
+    session_url = request.getfixturevalue("postgres_session_database")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    _run_in_database(session_url, f'CREATE SCHEMA "{schema}"')
+    try:
+        yield _with_search_path(session_url, schema)
+    finally:
+        _run_in_database(session_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _run_in_database(url: str, sql: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(url, connect_timeout=5)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def warehouse(database_url: str) -> Iterator[object]:
+    """A migrated `Warehouse` on `database_url`; its engine is disposed after the test."""
+    from kinitro_dagster.warehouse import Warehouse
+
+    store = Warehouse(database_url)
+    store.migrate()
+    try:
+        yield store
+    finally:
+        store.dispose()
+
+
+# =============================================================================================
+# (end of warehouse section)
+# =============================================================================================
+
+
+# =============================================================================================
+# The test code location (owner: spine / Dagster definitions)
+#
+#   The env partitions of the code location are fixed when kinitro_dagster.defs loads, so the
+#   test suite chooses them here, before any test imports it: two MetaWorld envs keep cycles
+#   short. Headless rendering and an offline hub, as on every machine here.
+#
+#   demo_state   a state dir (KINITRO_STATE_DIR) holding the bundled demo miners published to a
+#                local hub cache and committed on a file chain; returns the resources for it.
+# =============================================================================================
+
+TEST_ENV_IDS = ["metaworld/reach-v3", "metaworld/push-v3"]
+os.environ["KINITRO_SCHEDULER_ENV_IDS"] = '["' + '","'.join(TEST_ENV_IDS) + '"]'
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture
+def demo_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> dict:
+    """Resources for a small cycle of the demo miners: 2 episodes per env, 150 steps, no images."""
+    from kinitro_dagster.defs.resources import build_resources
+    from kinitro_dagster.demo import publish_demo_chain
+    from kinitro_dagster.settings import ExecutorSettings, SchedulerSettings
+
+    monkeypatch.setenv("KINITRO_STATE_DIR", str(tmp_path / "state"))
+    scheduler = SchedulerSettings(database_url=database_url, episodes_per_env=2, eval_interval_blocks=100)
+    executor = ExecutorSettings(max_timesteps=150, use_images=False)
+    resources = build_resources(scheduler, executor)
+    publish_demo_chain(Path(resources["chain"].chain_file), Path(resources["hub"].cache_dir), 100)
+    return resources
