@@ -1,0 +1,287 @@
+"""Policy deployments: turn a miner's policy directory into a reachable HTTP server (DESIGN §7).
+
+`LocalDeployment` runs the miner template's server (`uvicorn server:app`) as a subprocess of this
+one. **Local mode is NOT isolated**: the miner's code runs as this user, with this machine's
+network and files. It is for development, tests and the demo with bundled policies; never point it
+at untrusted miners. A `docker` mode (read-only snapshot, no network route, CPU/memory limits) will
+live in this module behind the same `Deployment` interface.
+
+Every local server runs in its own process group and is stopped with the whole group (SIGTERM,
+then SIGKILL). A server whose deployment object is dropped unstopped, or still running when the
+interpreter exits, is stopped by a `weakref.finalize` hook, so a failing test leaves no server behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from kinitro_dagster.miners.policy_client import PolicyClient, PolicyError
+
+logger = logging.getLogger(__name__)
+
+_LOG_TAIL_BYTES = 4000
+_STOP_GRACE_S = 5.0
+_HEALTH_POLL_S = 0.05
+# Variables a miner's process must not see: the seed secret (seeds never reach miners, DESIGN §4),
+# the database URL and tokens. Anything starting with one of these prefixes is dropped.
+_WITHHELD_ENV_PREFIXES = ("KINITRO_", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "DAGSTER_", "AWS_", "PG")
+
+
+class DeploymentError(RuntimeError):
+    """A policy server could not be started (the message carries the tail of its log)."""
+
+
+@runtime_checkable
+class Deployment(Protocol):
+    """A running policy server, whatever runs it (local subprocess now, docker later)."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def pid(self) -> int | None:
+        """Process id a worker on this host can watch to tell a crash from a slow server; None if remote."""
+        ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def is_alive(self) -> bool: ...
+
+
+class LocalDeployment:
+    """`python -m uvicorn server:app` in `policy_dir`, on a free loopback port.
+
+    Use as a context manager, or call `start()` / `stop()`. Not isolated (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        policy_dir: Path,
+        *,
+        python: str = sys.executable,
+        host: str = "127.0.0.1",
+        warmup_timeout_s: float = 60.0,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.policy_dir = Path(policy_dir).resolve()
+        if not (self.policy_dir / "server.py").is_file():
+            raise DeploymentError(
+                f"{self.policy_dir} has no server.py: a policy directory follows the miner template "
+                "(server.py serving `app`, policy.py with RobotPolicy)"
+            )
+        self.python = python
+        self.host = host
+        self.warmup_timeout_s = warmup_timeout_s
+        self.env = dict(env or {})
+        self.log_dir = log_dir
+        self.log_path: Path | None = None
+        self.port: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._launched_at = 0.0
+
+    # -- Deployment -----------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError(f"deployment of {self.policy_dir} is not started: call start() first")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Launch the server and wait until it answers `GET /health` (see `start_all` for many)."""
+        self.launch()
+        self.wait_until_healthy()
+
+    def launch(self) -> None:
+        """Start the server process without waiting for it to be ready."""
+        if self._process is not None:
+            raise RuntimeError(f"deployment of {self.policy_dir} is already started")
+        log_dir = self.log_dir or Path(tempfile.gettempdir())
+        log_dir.mkdir(parents=True, exist_ok=True)
+        fd, log_name = tempfile.mkstemp(prefix=f"policy-{self.policy_dir.name}-", suffix=".log", dir=log_dir)
+        os.close(fd)
+        self.log_path = Path(log_name)
+        self.port = _free_port(self.host)
+        self._launched_at = time.monotonic()
+        command = [
+            self.python, "-m", "uvicorn", "server:app",
+            "--host", self.host, "--port", str(self.port),
+            # One log line per /act would cost the policy time on every step.
+            "--no-access-log",
+            # Longer than any pause between our episodes, so the keep-alive connection stays open.
+            "--timeout-keep-alive", "300",
+            # Do not wait on a request the policy never finishes (a hung /act) when stopping.
+            "--timeout-graceful-shutdown", "1",
+        ]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                command,
+                cwd=self.policy_dir,
+                env=self._child_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() takes the server's children too
+            )
+        # Runs on stop(), on garbage collection, or at interpreter exit, whichever comes first.
+        self._finalizer = weakref.finalize(self, _stop_process_group, self._process)
+        logger.info(
+            "policy server starting policy_dir=%s pid=%d port=%d log=%s",
+            self.policy_dir, self._process.pid, self.port, self.log_path,
+            extra={"policy_dir": str(self.policy_dir), "pid": self._process.pid, "port": self.port},
+        )  # fmt: skip
+
+    def wait_until_healthy(self) -> None:
+        """Block until the launched server answers `GET /health`; stop it and raise if it never does."""
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        finalizer, self._finalizer = self._finalizer, None
+        if process is None or finalizer is None:
+            return
+        finalizer()  # _stop_process_group(process), once
+        logger.info(
+            "policy server stopped policy_dir=%s pid=%d returncode=%s",
+            self.policy_dir, process.pid, process.returncode,
+            extra={"policy_dir": str(self.policy_dir), "pid": process.pid},
+        )  # fmt: skip
+
+    def is_alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def log_tail(self, n_bytes: int = _LOG_TAIL_BYTES) -> str:
+        """The end of the server's stdout+stderr, for error messages."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as log:
+            log.seek(max(0, self.log_path.stat().st_size - n_bytes))
+            return log.read().decode("utf-8", "replace")
+
+    def __enter__(self) -> LocalDeployment:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"LocalDeployment({str(self.policy_dir)!r}, port={self.port}, pid={self.pid})"
+
+    def _child_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_WITHHELD_ENV_PREFIXES)}
+        env["PYTHONUNBUFFERED"] = "1"  # the log file shows a crash's last words
+        env.update(self.env)
+        return env
+
+    def _wait_healthy(self) -> None:
+        deadline = self._launched_at + self.warmup_timeout_s  # warm-up counts from launch
+        last_error = "no answer yet"
+        with PolicyClient(self.base_url, connect_timeout_s=1.0) as client:
+            while time.monotonic() < deadline:
+                if self._process is None or self._process.poll() is not None:
+                    code = self._process.returncode if self._process else None
+                    raise DeploymentError(
+                        f"policy server in {self.policy_dir} exited with code {code} during warm-up; "
+                        f"fix the error below (server log {self.log_path}):\n{self.log_tail()}"
+                    )
+                try:
+                    client.health(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
+                    return
+                except PolicyError as error:
+                    last_error = str(error)
+                time.sleep(_HEALTH_POLL_S)
+        raise DeploymentError(
+            f"policy server in {self.policy_dir} did not answer GET /health within "
+            f"{self.warmup_timeout_s:g} s (last error: {last_error}); a slow model load needs a longer "
+            f"warm-up timeout. Server log {self.log_path}:\n{self.log_tail()}"
+        )
+
+
+def start_all(deployments: Sequence[LocalDeployment]) -> list[DeploymentError | None]:
+    """Start many servers at once (their warm-ups overlap); one entry per deployment, None if it started.
+
+    A deployment that fails is stopped and its error returned, so one broken miner never keeps
+    the others from being evaluated.
+    """
+    for deployment in deployments:
+        deployment.launch()
+    errors: list[DeploymentError | None] = []
+    for deployment in deployments:
+        try:
+            deployment.wait_until_healthy()
+            errors.append(None)
+        except DeploymentError as error:
+            logger.warning("policy server failed to start: %s", str(error).splitlines()[0])
+            errors.append(error)
+    return errors
+
+
+def process_is_alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie; works from any process of this user.
+
+    A worker uses this to tell a crashed local policy server (gone) from a hung one (alive).
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # The state letter follows the parenthesised command name, which may itself hold ')'.
+            state = stat.read().rpartition(b")")[2].split()[0]
+        return state not in (b"Z", b"X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    except OSError:  # no /proc: fall back to signal 0 (a zombie then still counts as alive)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _free_port(host: str) -> int:
+    # The port is released before uvicorn binds it; a rare collision fails warm-up with a clear log.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def _stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    pgid = process.pid  # start_new_session made the server its group's leader
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    try:
+        process.wait(timeout=_STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        logger.warning("policy server pid=%d ignored SIGTERM for %.0f s; killing it", pgid, _STOP_GRACE_S)
+    # Children that outlived the leader (or a leader that ignored SIGTERM) go too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=_STOP_GRACE_S)

@@ -1,0 +1,443 @@
+"""HTTP client for a miner's policy server (DESIGN §6): `/health`, `/reset`, `/act`.
+
+One keep-alive connection per deployment, spoken over a plain socket. The per-step cost of this
+client is paid half a million times per miner and env in a cycle, so it does no more than HTTP/1.1
+needs: a pre-built request head, one `sendall`, a byte-level parse of the status line and the
+two headers that matter (`Content-Length`, `Transfer-Encoding`), stdlib `json`. TCP_NODELAY is set
+so a small request is not held back by Nagle's algorithm waiting for the server's delayed ACK.
+
+Every failure raises `PolicyError` with a `kind` the rollout records (`ErrorKind`). After an error
+the connection is dropped; the next request opens a fresh one.
+
+Action policy (what a policy may send back):
+- `action.continuous.ee_twist`: 6 finite numbers, passed on as given (the environment clips twist
+  to its action space and documents the scale).
+- `action.continuous.gripper`: 1 finite number (a bare number is accepted too); a finite value
+  outside [0, 1] is clipped, because rounding in a policy's output (1.0000001) should not cost an
+  episode and the clipped value is what any actuator would do.
+- Rejected as `bad_action`: a missing key, a wrong length, a non-number, NaN or inf anywhere, and
+  any key in `continuous` other than `ee_twist` and `gripper` (a policy speaking another action
+  schema would otherwise be silently half-obeyed). `discrete` and `extra` are ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from kinitro_dagster.sim.base import PolicyAction
+
+# Longest response head we read before calling the response too large (uvicorn sends ~150 bytes).
+_MAX_HEADER_BYTES = 16 * 1024
+_RECV_BYTES = 64 * 1024
+_SNIPPET_CHARS = 200
+_CONTINUOUS_KEYS = frozenset({"ee_twist", "gripper"})
+# After a connection error, how long a dying server process gets to show up as gone.
+_CRASH_GRACE_S = 0.2
+
+
+class ErrorKind(enum.StrEnum):
+    """Why an episode ended early; stored in `episodes.error_kind`."""
+
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"  # refused, reset or closed by the server
+    HTTP_ERROR = "http_error"  # non-2xx status
+    INVALID_JSON = "invalid_json"
+    BAD_ACTION = "bad_action"  # missing keys, wrong shapes, non-finite values, unknown keys
+    RESPONSE_TOO_LARGE = "response_too_large"
+    CRASHED = "crashed"  # the policy server process is gone
+    EVALUATOR_ERROR = "evaluator_error"  # our side failed (env error, worker crash): not the miner's fault
+
+
+class PolicyError(Exception):
+    """A policy misbehaved or could not be reached. `kind` is an `ErrorKind` value."""
+
+    def __init__(self, kind: ErrorKind | str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = ErrorKind(kind)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Timeouts and limits for one policy connection (DESIGN §6 defaults). Picklable for workers."""
+
+    act_timeout_s: float = 0.5
+    reset_timeout_s: float = 5.0
+    connect_timeout_s: float = 5.0
+    max_response_bytes: int = 64 * 1024
+
+
+class PolicyClient:
+    """Talks to one policy server over one keep-alive HTTP/1.1 connection.
+
+    `is_alive`, when given, tells whether the server process still exists; a connection error or
+    timeout on a dead server is then reported as `crashed` instead.
+    Not thread-safe: one client per episode loop.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        act_timeout_s: float = 0.5,
+        reset_timeout_s: float = 5.0,
+        connect_timeout_s: float = 5.0,
+        max_response_bytes: int = 64 * 1024,
+        is_alive: Callable[[], bool] | None = None,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"policy url {base_url!r} must look like http://host:port (https is not supported)")
+        self.base_url = base_url
+        self.act_timeout_s = act_timeout_s
+        self.reset_timeout_s = reset_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.max_response_bytes = max_response_bytes
+        self._is_alive = is_alive
+        self._address = (parts.hostname, parts.port or 80)
+        prefix = parts.path.rstrip("/")
+        host = f"{parts.hostname}:{parts.port or 80}"
+        self._act_head = _post_head(f"{prefix}/act", host)
+        self._reset_head = _post_head(f"{prefix}/reset", host)
+        self._health_request = (
+            f"GET {prefix}/health HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode()
+        )
+        self._sock: socket.socket | None = None
+        self._reused = False  # whether the open connection has already served a request
+
+    @classmethod
+    def from_settings(
+        cls, base_url: str, settings: ClientSettings, *, is_alive: Callable[[], bool] | None = None
+    ) -> PolicyClient:
+        return cls(
+            base_url,
+            act_timeout_s=settings.act_timeout_s,
+            reset_timeout_s=settings.reset_timeout_s,
+            connect_timeout_s=settings.connect_timeout_s,
+            max_response_bytes=settings.max_response_bytes,
+            is_alive=is_alive,
+        )
+
+    # -- protocol -------------------------------------------------------------------------------
+
+    def health(self, timeout_s: float | None = None) -> dict:
+        body = self._exchange(self._health_request, "/health", timeout_s or self.reset_timeout_s)
+        payload = self._decoded(body, "/health")
+        if not isinstance(payload, dict):
+            self.close()
+            raise PolicyError(ErrorKind.INVALID_JSON, f"/health returned {type(payload).__name__}, not an object")
+        return payload
+
+    def reset(self, task_config: dict) -> str | None:
+        """Start an episode. No seed is sent: seeds never reach the miner (DESIGN §4)."""
+        body = json.dumps({"task_config": task_config}).encode()
+        response = self._exchange(self._reset_head(body), "/reset", self.reset_timeout_s)
+        payload = self._decoded(response, "/reset")
+        episode_id = payload.get("episode_id") if isinstance(payload, dict) else None
+        return episode_id if isinstance(episode_id, str) else None
+
+    def act(self, observation: dict | bytes) -> PolicyAction:
+        """One step. `observation` is the JSON-ready dict, or its JSON encoding when pre-encoded."""
+        obs_bytes = observation if isinstance(observation, bytes) else _dumps(observation)
+        body = b'{"obs":' + obs_bytes + b"}"
+        response = self._exchange(self._act_head(body), "/act", self.act_timeout_s)
+        try:
+            return parse_action(_decode_json(response, "/act"))
+        except PolicyError:
+            self.close()  # a policy that sent garbage starts its next episode on a clean connection
+            raise
+
+    def _decoded(self, body: bytes, what: str) -> object:
+        try:
+            return _decode_json(body, what)
+        except PolicyError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def __enter__(self) -> PolicyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport ------------------------------------------------------------------------------
+
+    def _exchange(self, request: bytes, what: str, timeout_s: float) -> bytes:
+        """Send one request and return the 2xx body; map every failure onto a PolicyError."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            try:
+                return self._round_trip(request, what, deadline)
+            except _StaleConnection:
+                # An idle keep-alive connection the server had already closed: the request never
+                # reached it, so sending it once more on a fresh connection is safe.
+                self.close()
+                return self._round_trip(request, what, deadline)
+        except PolicyError as error:
+            self.close()
+            raise self._crash_or(error) from None
+        except _StaleConnection as error:
+            self.close()
+            raise self._crash_or(PolicyError(ErrorKind.CONNECTION_ERROR, f"{what}: {error}")) from None
+        except TimeoutError:
+            self.close()
+            raise self._crash_or(
+                PolicyError(ErrorKind.TIMEOUT, f"{what} gave no complete response within {timeout_s:g} s")
+            ) from None
+        except OSError as error:
+            self.close()
+            raise self._crash_or(
+                PolicyError(ErrorKind.CONNECTION_ERROR, f"{what} to {self.base_url}: {error}")
+            ) from None
+
+    def _round_trip(self, request: bytes, what: str, deadline: float) -> bytes:
+        sock = self._connection(deadline)
+        reused = self._reused
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.sendall(request)
+            status, body, keep_alive = self._read_response(sock, what, deadline)
+        except (ConnectionResetError, BrokenPipeError, _ClosedBeforeResponse) as error:
+            if reused:
+                raise _StaleConnection(str(error)) from None
+            raise PolicyError(ErrorKind.CONNECTION_ERROR, f"{what}: server closed the connection ({error})") from None
+        self._reused = True
+        if not keep_alive:
+            self.close()
+        if not 200 <= status < 300:
+            snippet = body[:_SNIPPET_CHARS].decode("utf-8", "replace")
+            raise PolicyError(ErrorKind.HTTP_ERROR, f"{what} returned HTTP {status}: {snippet!r}")
+        return body
+
+    def _connection(self, deadline: float) -> socket.socket:
+        if self._sock is None:
+            timeout = min(self.connect_timeout_s, _remaining(deadline))
+            try:
+                sock = socket.create_connection(self._address, timeout=timeout)
+            except TimeoutError:
+                raise PolicyError(
+                    ErrorKind.TIMEOUT, f"connecting to {self.base_url} took longer than {timeout:g} s"
+                ) from None
+            except OSError as error:
+                raise PolicyError(ErrorKind.CONNECTION_ERROR, f"cannot connect to {self.base_url}: {error}") from None
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock = sock
+            self._reused = False
+        return self._sock
+
+    def _read_response(self, sock: socket.socket, what: str, deadline: float) -> tuple[int, bytes, bool]:
+        buf = b""
+        while (end := buf.find(b"\r\n\r\n")) < 0:
+            if len(buf) > _MAX_HEADER_BYTES:
+                raise PolicyError(ErrorKind.RESPONSE_TOO_LARGE, f"{what} response head exceeds {_MAX_HEADER_BYTES} B")
+            chunk = _recv(sock, deadline)
+            if not chunk:
+                if buf:
+                    raise PolicyError(ErrorKind.CONNECTION_ERROR, f"{what}: connection closed mid-response")
+                raise _ClosedBeforeResponse("connection closed before any response")
+            buf += chunk
+        status, length, chunked, keep_alive = _parse_head(buf[:end], what)
+        rest = buf[end + 4 :]
+        limit = self.max_response_bytes
+        if chunked:
+            return status, _read_chunked(sock, rest, limit, what, deadline), keep_alive
+        if length is None:  # no framing: the body runs to the end of the connection
+            return status, _read_to_close(sock, rest, limit, what, deadline), False
+        if length > limit:
+            raise PolicyError(ErrorKind.RESPONSE_TOO_LARGE, f"{what} response of {length} B exceeds {limit} B")
+        while len(rest) < length:
+            chunk = _recv(sock, deadline)
+            if not chunk:
+                raise PolicyError(ErrorKind.CONNECTION_ERROR, f"{what}: connection closed mid-body")
+            rest += chunk
+        return status, rest[:length], keep_alive
+
+    def _crash_or(self, error: PolicyError) -> PolicyError:
+        """A connection error or timeout from a server process that is gone is a crash."""
+        if self._is_alive is None or error.kind not in (ErrorKind.CONNECTION_ERROR, ErrorKind.TIMEOUT):
+            return error
+        # The kernel resets the socket while the process is still exiting: give it a moment.
+        give_up = time.monotonic() + (_CRASH_GRACE_S if error.kind is ErrorKind.CONNECTION_ERROR else 0.0)
+        while True:
+            if not self._is_alive():
+                return PolicyError(ErrorKind.CRASHED, f"policy server process is gone ({error.message})")
+            if time.monotonic() >= give_up:
+                return error
+            time.sleep(0.01)
+
+
+class _StaleConnection(Exception):
+    """A reused keep-alive connection failed before any response byte arrived."""
+
+
+class _ClosedBeforeResponse(Exception):
+    pass
+
+
+def _post_head(path: str, host: str) -> Callable[[bytes], bytes]:
+    prefix = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Accept: application/json\r\nContent-Length: "
+    ).encode()
+
+    def request(body: bytes) -> bytes:
+        return b"".join((prefix, str(len(body)).encode(), b"\r\n\r\n", body))
+
+    return request
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def _dumps(observation: dict) -> bytes:
+    try:
+        return _encoder.encode(observation).encode()
+    except (TypeError, ValueError) as error:
+        # Our own observation failed to encode: an evaluator bug, not the miner's.
+        raise PolicyError(ErrorKind.EVALUATOR_ERROR, f"observation is not JSON-ready: {error}") from None
+
+
+def _remaining(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    return remaining
+
+
+def _recv(sock: socket.socket, deadline: float) -> bytes:
+    sock.settimeout(_remaining(deadline))
+    return sock.recv(_RECV_BYTES)
+
+
+def _parse_head(head: bytes, what: str) -> tuple[int, int | None, bool, bool]:
+    """Status, Content-Length, chunked?, keep-alive? from a response head."""
+    lines = head.split(b"\r\n")
+    status_line = lines[0].split(b" ", 2)
+    try:
+        version, status = status_line[0], int(status_line[1])
+    except (IndexError, ValueError):
+        snippet = head[:_SNIPPET_CHARS].decode("latin-1")
+        raise PolicyError(ErrorKind.HTTP_ERROR, f"{what}: not an HTTP response: {snippet!r}") from None
+    length: int | None = None
+    chunked = False
+    keep_alive = version == b"HTTP/1.1"
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise PolicyError(ErrorKind.HTTP_ERROR, f"{what}: bad Content-Length {value!r}") from None
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            token = value.strip().lower()
+            keep_alive = token != b"close" and (keep_alive or token == b"keep-alive")
+    return status, length, chunked, keep_alive
+
+
+def _read_chunked(sock: socket.socket, data: bytes, limit: int, what: str, deadline: float) -> bytes:
+    body = bytearray()
+    while True:
+        while (eol := data.find(b"\r\n")) < 0:
+            if len(data) > 1024:
+                raise PolicyError(ErrorKind.HTTP_ERROR, f"{what}: malformed chunked body")
+            data += _recv_more(sock, what, deadline)
+        try:
+            size = int(data[:eol].split(b";", 1)[0], 16)
+        except ValueError:
+            raise PolicyError(ErrorKind.HTTP_ERROR, f"{what}: malformed chunk size") from None
+        if len(body) + size > limit:
+            raise PolicyError(ErrorKind.RESPONSE_TOO_LARGE, f"{what} response exceeds {limit} B")
+        data = data[eol + 2 :]
+        while len(data) < size + 2:
+            data += _recv_more(sock, what, deadline)
+        if size == 0:
+            return bytes(body)  # trailers are not used by ASGI servers; the final CRLF is consumed
+        body += data[:size]
+        data = data[size + 2 :]
+
+
+def _read_to_close(sock: socket.socket, data: bytes, limit: int, what: str, deadline: float) -> bytes:
+    body = bytearray(data)
+    while chunk := _recv(sock, deadline):
+        body += chunk
+        if len(body) > limit:
+            raise PolicyError(ErrorKind.RESPONSE_TOO_LARGE, f"{what} response exceeds {limit} B")
+    return bytes(body)
+
+
+def _recv_more(sock: socket.socket, what: str, deadline: float) -> bytes:
+    chunk = _recv(sock, deadline)
+    if not chunk:
+        raise PolicyError(ErrorKind.CONNECTION_ERROR, f"{what}: connection closed mid-body")
+    return chunk
+
+
+def _decode_json(body: bytes, what: str) -> object:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        snippet = body[:_SNIPPET_CHARS].decode("utf-8", "replace")
+        raise PolicyError(ErrorKind.INVALID_JSON, f"{what} body is not JSON ({error}): {snippet!r}") from None
+
+
+def parse_action(payload: object) -> PolicyAction:
+    """Validate an `/act` response body (see the module docstring for what is accepted)."""
+    action = payload.get("action") if isinstance(payload, dict) else None
+    continuous = action.get("continuous") if isinstance(action, dict) else None
+    if not isinstance(continuous, dict):
+        raise PolicyError(ErrorKind.BAD_ACTION, "response has no action.continuous object")
+    unknown = continuous.keys() - _CONTINUOUS_KEYS
+    if unknown:
+        raise PolicyError(
+            ErrorKind.BAD_ACTION,
+            f"unknown keys in action.continuous: {sorted(unknown)}; expected only ee_twist[6] and gripper[1]",
+        )
+    twist = _numbers(continuous.get("ee_twist"), 6, "ee_twist")
+    gripper_value = continuous.get("gripper")
+    if _is_number(gripper_value):
+        gripper_value = [gripper_value]
+    gripper = float(_numbers(gripper_value, 1, "gripper")[0])
+    return PolicyAction(ee_twist=np.array(twist, dtype=np.float64), gripper=min(max(gripper, 0.0), 1.0))
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in _NUMBER_TYPES  # JSON numbers decode to exactly int or float; bool is excluded
+
+
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _numbers(value: object, length: int, name: str) -> list[float]:
+    """`value` if it is a list of `length` finite numbers; otherwise a bad_action saying why."""
+    if type(value) is not list or len(value) != length:
+        shape = f"list of {len(value)}" if isinstance(value, list) else type(value).__name__
+        raise PolicyError(ErrorKind.BAD_ACTION, f"action.continuous.{name} must be {length} numbers, got {shape}")
+    # Fast path first (this runs on every step); the loops below only name the offender.
+    if not set(map(type, value)) <= _NUMBER_TYPES:
+        item = next(item for item in value if not _is_number(item))
+        raise PolicyError(ErrorKind.BAD_ACTION, f"action.continuous.{name} holds a non-number {item!r}")
+    try:
+        if all(map(math.isfinite, value)):
+            return value
+    except OverflowError:  # an integer beyond float range
+        pass
+    raise PolicyError(ErrorKind.BAD_ACTION, f"action.continuous.{name} holds a non-finite value: {value!r}")
