@@ -1,0 +1,121 @@
+"""evaluate_partition: miners sharded over spawned workers; one bad miner (or a dying worker)
+never costs the others their results."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kinitro_dagster.miners.deployments import LocalDeployment, start_all
+from kinitro_dagster.miners.policy_client import ClientSettings, ErrorKind
+from kinitro_dagster.sim.base import EnvConfig, PolicyAction, SimEnv, StepResult, make_env
+from kinitro_dagster.sim.rollout import MinerTarget, evaluate_miner, evaluate_partition
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "policies"
+ENV_ID = "metaworld/reach-v3"
+CONFIG = EnvConfig(max_steps=20, use_images=False)
+SEEDS = [5, 6, 7]
+POISON_GRIPPER = 0.4242  # what tests/fixtures/policies/poison answers with
+
+
+class SegfaultOnPoison:
+    """A MetaWorld env that segfaults its process on one particular action, as a simulator bug might."""
+
+    def __init__(self, env: SimEnv) -> None:
+        self._env = env
+        self.env_id = env.env_id
+        self.config = env.config
+
+    def reset(self, seed: int) -> dict:
+        return self._env.reset(seed)
+
+    def step(self, action: PolicyAction) -> StepResult:
+        if abs(action.gripper - POISON_GRIPPER) < 1e-9:
+            ctypes.string_at(0)  # reads address 0: SIGSEGV
+        return self._env.step(action)
+
+    def task_config(self) -> dict:
+        return self._env.task_config()
+
+    def close(self) -> None:
+        self._env.close()
+
+
+def segfaulting_env_factory(env_id: str, config: EnvConfig | None) -> SimEnv:
+    return SegfaultOnPoison(make_env(env_id, config))
+
+
+@pytest.fixture(scope="module")
+def miners() -> Iterator[dict[str, LocalDeployment]]:
+    deployments = {
+        "poison": LocalDeployment(FIXTURES / "poison"),
+        "good": LocalDeployment(FIXTURES / "good"),
+        "hang": LocalDeployment(FIXTURES / "hang"),
+        "crash": LocalDeployment(FIXTURES / "crash", env={"CRASH_AFTER_ACTS": "4"}),
+        "http_500": LocalDeployment(FIXTURES / "http_500"),
+    }
+    try:
+        errors = start_all(list(deployments.values()))
+        assert errors == [None] * len(errors), errors
+        yield deployments
+    finally:
+        for deployment in deployments.values():
+            deployment.stop()
+
+
+def test_good_miner_is_unaffected_by_bad_miners_and_a_dying_worker(miners, caplog):
+    uids = {"poison": 40, "good": 10, "hang": 30, "crash": 20, "http_500": 50}
+    targets = [MinerTarget(uids[name], d.base_url, d.pid) for name, d in miners.items()]
+    with caplog.at_level(logging.INFO, logger="kinitro_dagster.sim.rollout"):
+        records = evaluate_partition(
+            ENV_ID,
+            targets,
+            SEEDS,
+            CONFIG,
+            max_workers=2,
+            client_settings=ClientSettings(act_timeout_s=0.3),
+            env_factory=segfaulting_env_factory,
+        )
+
+    assert len(records) == len(targets) * len(SEEDS)
+    assert [(r.uid, r.episode) for r in records] == sorted((uid, i) for uid in uids.values() for i in range(3))
+    by_uid = {uid: [r for r in records if r.uid == uid] for uid in uids.values()}
+
+    good = by_uid[uids["good"]]
+    assert [r.error_kind for r in good] == [None, None, None]
+    assert [r.steps for r in good] == [CONFIG.max_steps] * 3
+    # The same episodes as evaluating the good miner alone: the others did not disturb it.
+    alone = evaluate_miner(ENV_ID, miners["good"].base_url, uid=uids["good"], seeds=SEEDS, env_config=CONFIG)
+    assert [(r.total_reward, r.success) for r in good] == [(r.total_reward, r.success) for r in alone]
+
+    kinds = {name: {r.error_kind for r in by_uid[uid]} for name, uid in uids.items()}
+    assert kinds["poison"] == {ErrorKind.EVALUATOR_ERROR.value}
+    assert "died" in by_uid[uids["poison"]][0].error
+    assert kinds["hang"] == {ErrorKind.TIMEOUT.value}
+    assert kinds["crash"] == {ErrorKind.CRASHED.value}
+    assert kinds["http_500"] == {ErrorKind.HTTP_ERROR.value}
+
+    outcome_lines = [r for r in caplog.records if r.getMessage().startswith("miner evaluated")]
+    assert sorted(r.uid for r in outcome_lines) == sorted(uids.values())  # one line per miner
+
+
+def test_no_miners_means_no_rows_and_no_workers():
+    assert evaluate_partition(ENV_ID, [], SEEDS, CONFIG) == []
+
+
+def test_duplicate_uids_are_refused():
+    targets = [MinerTarget(1, "http://127.0.0.1:1"), MinerTarget(1, "http://127.0.0.1:2")]
+    with pytest.raises(ValueError, match="unique"):
+        evaluate_partition(ENV_ID, targets, SEEDS, CONFIG)
+
+
+def test_unknown_env_id_is_refused_before_any_worker_starts():
+    with pytest.raises(ValueError, match="unknown env id"):
+        evaluate_partition("metaworld/fly-v9", [MinerTarget(1, "http://127.0.0.1:1")], SEEDS, CONFIG)
