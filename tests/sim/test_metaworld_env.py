@@ -52,9 +52,7 @@ def test_observation_has_exactly_kinitro_keys_and_is_json(pick_place: MetaWorldE
     }  # fmt: skip
     assert math.isclose(np.linalg.norm(proprio["ee_quat"]), 1.0, rel_tol=1e-6)
     assert 0.0 <= proprio["gripper"][0] <= 1.0
-    assert (
-        set(obs["rgb"]) == set(obs["cam_intrinsics"]) == set(obs["cam_extrinsics"]) == {"corner", "corner2"}
-    )
+    assert set(obs["rgb"]) == set(obs["cam_intrinsics"]) == set(obs["cam_extrinsics"]) == {"corner", "corner2"}
     for image in obs["rgb"].values():
         assert image["shape"] == [84, 84, 3] and image["dtype"] == "uint8"
         assert decode(image).shape == (84, 84, 3)
@@ -174,9 +172,7 @@ def test_twist_of_one_moves_the_hand_target_one_step_of_metaworld(reach_state_on
     mocap = reach_state_only._data.mocap_pos[0]
     before = mocap.copy()
     reach_state_only.step(PolicyAction(ee_twist=np.array([1.0, 0, -0.5, 0, 0, 0]), gripper=0.0))
-    np.testing.assert_allclose(
-        mocap - before, [METAWORLD_HAND_STEP_M, 0, -0.5 * METAWORLD_HAND_STEP_M], atol=1e-9
-    )
+    np.testing.assert_allclose(mocap - before, [METAWORLD_HAND_STEP_M, 0, -0.5 * METAWORLD_HAND_STEP_M], atol=1e-9)
     before = mocap.copy()
     reach_state_only.step(PolicyAction(ee_twist=np.array([0, -50.0, 0, 9, 9, 9]), gripper=0.0))
     np.testing.assert_allclose(mocap - before, [0, -METAWORLD_HAND_STEP_M, 0], atol=1e-9)  # clipped to 1
@@ -272,3 +268,28 @@ def test_seed_must_be_a_non_negative_integer(reach_state_only: MetaWorldEnv) -> 
     for bad in (-1, 2**32, 1.5):
         with pytest.raises(ValueError, match="seed"):
             reach_state_only.reset(bad)  # type: ignore[arg-type]
+
+
+_RSS_SCRIPT = """
+import numpy as np
+from kinitro_dagster.sim.base import EnvConfig, PolicyAction
+from kinitro_dagster.sim.metaworld import MetaWorldEnv
+with MetaWorldEnv("metaworld/pick-place-v3", EnvConfig(privileged_state=True)) as env:
+    for seed in range(3):
+        env.reset(seed)
+        for _ in range(100):
+            env.step(PolicyAction(ee_twist=np.full(6, 0.3), gripper=0.5))
+    status = open("/proc/self/status").read()
+    print(*(int(status.split(key)[1].split()[0]) // 1024 for key in ("VmRSS:", "VmHWM:")))
+"""
+
+
+@pytest.mark.slow
+def test_one_env_with_both_cameras_stays_under_512_mib() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT], capture_output=True, text=True, check=True, timeout=300,
+        env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")},
+    )  # fmt: skip
+    rss_mib, peak_mib = map(int, out.stdout.split())
+    print(f"env + renderer: RSS {rss_mib} MiB, peak {peak_mib} MiB")
+    assert peak_mib <= 512
