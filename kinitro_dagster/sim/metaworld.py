@@ -77,10 +77,13 @@ def _metaworld_task(task_name: str) -> metaworld.Task:
 
 def to_metaworld_action(action: PolicyAction) -> np.ndarray:
     """PolicyAction -> MetaWorld's [x, y, z, grip] in [-1, 1]; `ValueError` for malformed input."""
-    twist = np.asarray(action.ee_twist, dtype=np.float64)
+    try:
+        twist = np.asarray(action.ee_twist, dtype=np.float64)
+        gripper = float(action.gripper)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"action is not numeric: {exc}") from None
     if twist.shape != (6,):
         raise ValueError(f"ee_twist must have 6 values, got shape {twist.shape}")
-    gripper = float(action.gripper)
     if not (np.all(np.isfinite(twist)) and math.isfinite(gripper)):
         raise ValueError(f"action is not finite: ee_twist={twist.tolist()}, gripper={gripper}")
     xyz = np.clip(twist[:3] * LINEAR_TWIST_SCALE, -1.0, 1.0)

@@ -196,8 +196,9 @@ def test_gripper_one_closes_and_zero_opens_the_fingers(reach_state_only: MetaWor
         PolicyAction(ee_twist=np.array([0, 0, 0, 0, 0, np.inf]), gripper=0.5),
         PolicyAction(ee_twist=np.zeros(6), gripper=float("nan")),
         PolicyAction(ee_twist=np.zeros(3), gripper=0.5),
+        PolicyAction(ee_twist=np.zeros(6), gripper=None),  # type: ignore[arg-type]
     ],
-    ids=["nan-twist", "inf-angular", "nan-gripper", "short-twist"],
+    ids=["nan-twist", "inf-angular", "nan-gripper", "short-twist", "no-gripper"],
 )
 def test_malformed_action_is_refused_and_never_stepped(reach_state_only: MetaWorldEnv, action) -> None:
     reach_state_only.reset(0)
