@@ -7,9 +7,15 @@ and its `KINITRO_*` variable always mean the same thing.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:  # imported lazily at run time: `kinitro --help` stays fast
+    from kinitro_dagster.warehouse.records import CycleRecord, WeightsRecord
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,6 +72,214 @@ def dev(ui_port: int, api_port: int) -> None:
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
+
+
+# --- api: the weights API (owner: warehouse / weights API) ------------------------------------
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (KINITRO_API_HOST; default 0.0.0.0).")
+@click.option("--port", type=int, default=None, help="Port (KINITRO_API_PORT; default 8000).")
+@click.option(
+    "--database-url",
+    default=None,
+    help="Warehouse URL (KINITRO_API_DATABASE_URL, else KINITRO_DATABASE_URL; default the state dir's SQLite file).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Logging level (KINITRO_API_LOG_LEVEL; default INFO). DEBUG also logs every request.",
+)
+@click.option("--json-logs/--text-logs", default=None, help="One JSON object a log line (KINITRO_API_JSON_LOGS).")
+def api(
+    host: str | None, port: int | None, database_url: str | None, log_level: str | None, json_logs: bool | None
+) -> None:
+    """Serve the read-only weights API (validators poll /v1/weights/latest)."""
+    import uvicorn
+
+    from kinitro_dagster.settings import ApiSettings
+    from weights_api.app import create_app
+    from weights_api.logs import configure_logging
+
+    flags = {"host": host, "port": port, "database_url": database_url, "log_level": log_level, "json_logs": json_logs}
+    overrides = {k: (v.upper() if k == "log_level" else v) for k, v in flags.items() if v is not None}
+    with _operator_errors():
+        settings = ApiSettings(**overrides)
+        configure_logging(settings.log_level, settings.json_logs)
+        app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep configure_logging's handlers
+        log_level=settings.log_level.lower(),
+        access_log=settings.log_level == "DEBUG",  # a line per request costs throughput at validator scale
+    )
+
+
+# --- db: warehouse management (owner: warehouse / weights API) --------------------------------
+
+
+@contextmanager
+def _operator_errors() -> Iterator[None]:
+    """Turn configuration and database failures into one line and exit code 1, no traceback."""
+    import pydantic
+    import sqlalchemy as sa
+
+    from kinitro_dagster.warehouse import WarehouseUnavailable
+
+    try:
+        yield
+    except WarehouseUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.ClickException(f"invalid configuration: {problems}") from exc
+    except sa.exc.SQLAlchemyError as exc:
+        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+        raise click.ClickException(f"database error: {first}; check the database URL and server") from exc
+
+
+def _database_url(given: str | None) -> str:
+    """--database-url, else the scheduler's (the warehouse writer's) KINITRO_* setting."""
+    if given:
+        return given
+    from kinitro_dagster.settings import SchedulerSettings
+
+    return SchedulerSettings().database_url
+
+
+_database_url_option = click.option(
+    "--database-url",
+    default=None,
+    help="Warehouse URL (default: KINITRO_SCHEDULER_DATABASE_URL, else KINITRO_DATABASE_URL, "
+    "else the state dir's SQLite file).",
+)
+
+
+@main.group()
+def db() -> None:
+    """Create, migrate, inspect or reset the warehouse database."""
+
+
+@db.command("create")
+@_database_url_option
+def db_create(database_url: str | None) -> None:
+    """Create the database if it is missing (PostgreSQL: CREATE DATABASE; SQLite: the file)."""
+    from kinitro_dagster.warehouse import create_database
+    from kinitro_dagster.warehouse.store import safe_url
+
+    with _operator_errors():
+        url = _database_url(database_url)
+        created = create_database(url)
+    click.echo(f"{'created' if created else 'already exists'}: {safe_url(url)}")
+    if created:
+        click.echo("next: kinitro db init --database-url ...")
+
+
+@db.command("init")
+@_database_url_option
+def db_init(database_url: str | None) -> None:
+    """Create or upgrade the warehouse tables (Alembic migrations to head). Safe to re-run."""
+    from kinitro_dagster.warehouse import Warehouse
+
+    with _operator_errors():
+        store = Warehouse(_database_url(database_url))
+        store.ping()
+        before = store.schema_revision()
+        store.migrate()
+        after = store.schema_revision()
+    change = "already at" if before == after else f"migrated {before or 'empty database'} ->"
+    click.echo(f"schema {change} revision {after} (head): {store!r}")
+
+
+def _require_existing_sqlite_file(url: str) -> None:
+    """Inspecting must not create: a missing SQLite file is reported, not made."""
+    from kinitro_dagster.warehouse import WarehouseUnavailable
+    from kinitro_dagster.warehouse.store import normalize_url
+
+    parsed = normalize_url(url)
+    on_disk = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    if on_disk and not Path(parsed.database).expanduser().exists():
+        raise WarehouseUnavailable(
+            f"no SQLite warehouse at {parsed.database}; create it with `kinitro db init` "
+            "(or point --database-url / KINITRO_DATABASE_URL at the right file)"
+        )
+
+
+@db.command("status")
+@_database_url_option
+def db_status(database_url: str | None) -> None:
+    """Cycles, unique miners, latest completed and running cycle, latest weights."""
+    from kinitro_dagster.warehouse import Warehouse, WarehouseSchemaMissing
+    from kinitro_dagster.warehouse.store import safe_url
+
+    with _operator_errors():
+        url = _database_url(database_url)
+        _require_existing_sqlite_file(url)
+        store = Warehouse(url)
+        store.ping()
+        summary = store.summary()
+        if summary.schema_revision is None:
+            raise WarehouseSchemaMissing(
+                f"{safe_url(store.url)} has no warehouse tables; run `kinitro db init --database-url ...`"
+            )
+    head = summary.head_revision
+    schema_line = summary.schema_revision + (" (head)" if summary.schema_revision == head else
+                                             f" (code expects {head}: run `kinitro db init`)")
+    by_status = ", ".join(f"{status} {n}" for status, n in sorted(summary.cycles_by_status.items()))
+    lines = [
+        ("database", safe_url(store.url)),
+        ("schema", schema_line),
+        ("cycles", f"{summary.total_cycles}" + (f" ({by_status})" if by_status else "")),
+        ("unique miners", str(summary.unique_miners)),
+        ("latest completed", _describe_cycle(summary.latest_completed)),
+        ("running", _describe_cycle(summary.running)),
+        ("latest weights", _describe_weights(summary.latest_weights)),
+    ]
+    for label, value in lines:
+        click.echo(f"{label + ':':<18}{value}")
+
+
+def _describe_cycle(cycle: CycleRecord | None) -> str:
+    if cycle is None:
+        return "none"
+    text = f"cycle {cycle.cycle_key} (block {cycle.block}), opened {cycle.opened_at:%Y-%m-%d %H:%M:%S}Z"
+    if cycle.completed_at is not None:
+        minutes = (cycle.completed_at - cycle.opened_at).total_seconds() / 60
+        text += f", completed {cycle.completed_at:%Y-%m-%d %H:%M:%S}Z ({minutes:.1f} min)"
+    return text + f", {cycle.n_miners} miners, {cycle.n_envs} envs"
+
+
+def _describe_weights(weights: WeightsRecord | None) -> str:
+    if weights is None:
+        return "none published"
+    paid = sorted(((w, uid) for uid, w in weights.weights.items() if w > 0), reverse=True)
+    top = ", ".join(f"uid {uid} {w:.4f}" for w, uid in paid[:3])
+    return (
+        f"cycle {weights.cycle_key} (block {weights.block}), created {weights.created_at:%Y-%m-%d %H:%M:%S}Z, "
+        f"{len(paid)} uids with weight" + (f"; top: {top}" if top else "")
+    )
+
+
+@db.command("reset")
+@_database_url_option
+@click.option("--force", is_flag=True, help="Required: confirms that every table and row is dropped.")
+def db_reset(database_url: str | None, force: bool) -> None:
+    """Drop every warehouse table and re-create an empty schema. Destroys all data."""
+    from kinitro_dagster.warehouse import Warehouse
+    from kinitro_dagster.warehouse.store import safe_url
+
+    with _operator_errors():
+        url = _database_url(database_url)
+        if not force:
+            raise click.ClickException(f"refusing to drop all data in {safe_url(url)} without --force")
+        store = Warehouse(url)
+        store.ping()
+        store.reset()
+        store.migrate()
+    click.echo(f"reset: all warehouse data dropped, empty schema at revision {store.schema_revision()}: {store!r}")
 
 
 # --- env: simulated environments (owner: sim / demo miners) -------------------------------------

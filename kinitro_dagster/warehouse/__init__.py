@@ -6,6 +6,14 @@ from kinitro_dagster.warehouse.store import (
     WarehouseSchemaMissing,
     WarehouseSummary,
     WarehouseUnavailable,
+    create_database,
 )
 
-__all__ = ["CycleNotFound", "Warehouse", "WarehouseSchemaMissing", "WarehouseSummary", "WarehouseUnavailable"]
+__all__ = [
+    "CycleNotFound",
+    "Warehouse",
+    "WarehouseSchemaMissing",
+    "WarehouseSummary",
+    "WarehouseUnavailable",
+    "create_database",
+]

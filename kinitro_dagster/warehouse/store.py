@@ -472,7 +472,7 @@ class Warehouse:
         with self._write() as conn:
             t.metadata.drop_all(conn, checkfirst=True)
             conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-        log.warning("warehouse reset: all tables dropped", extra={"url": safe_url(self.url)})
+        log.info("warehouse reset: all tables dropped", extra={"url": safe_url(self.url)})
 
     # ----------------------------------------------------------------------- cycles
 
@@ -814,3 +814,45 @@ class Warehouse:
             running=self.latest_cycle(CycleStatus.RUNNING),
             latest_weights=self.latest_weights(),
         )
+
+
+# --------------------------------------------------------------------------- database creation
+
+
+def create_database(url: str) -> bool:
+    """Create the database a URL names if it is missing; True when it was created.
+
+    PostgreSQL: connects to the server's `postgres` maintenance database with the URL's
+    credentials and runs CREATE DATABASE (the user needs CREATEDB). SQLite: creates the file and
+    its directory.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        existed = not _is_sqlite_memory(parsed) and Path(parsed.database or "").expanduser().exists()
+        store = Warehouse(url)
+        try:
+            store.ping()  # opening the file creates it
+        finally:
+            store.dispose()
+        return not existed
+    name = parsed.database
+    if not name:
+        raise WarehouseUnavailable(f"database URL {safe_url(parsed)} names no database; {URL_HELP}")
+    admin_engine = _create_engine(parsed.set(database="postgres"))
+    admin = admin_engine.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}).first()
+            if exists:
+                return False
+            conn.exec_driver_sql(f"CREATE DATABASE {conn.dialect.identifier_preparer.quote(name)}")
+            log.info("database created", extra={"url": safe_url(parsed)})
+            return True
+    except sa.exc.DBAPIError as exc:
+        explained = explain_error(parsed.set(database="postgres"), exc)
+        if explained is not None:
+            raise explained from exc
+        first = (str(exc.orig).strip().splitlines() or [""])[0]
+        raise WarehouseUnavailable(f"cannot create database {name!r} on {safe_url(parsed)}: {first}") from exc
+    finally:
+        admin_engine.dispose()

@@ -1,0 +1,151 @@
+"""The validators' hot path: cached latest weights, ETag / If-None-Match, real HTTP."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from fastapi.testclient import TestClient
+from warehouse_factories import make_cycle, make_weights
+
+from kinitro_dagster.settings import ApiSettings
+from kinitro_dagster.warehouse import Warehouse
+from weights_api.app import create_app
+
+
+def _publish(warehouse: Warehouse, block: int, weights: dict[int, float] | None = None) -> None:
+    warehouse.upsert_cycle(make_cycle(block))
+    warehouse.write_weights(make_weights(block, weights))
+
+
+def test_latest_weights_carry_an_etag_and_revalidate_to_304(warehouse: Warehouse, client: TestClient) -> None:
+    _publish(warehouse, 100)
+    first = client.get("/v1/weights/latest")
+    etag = first.headers["etag"]
+
+    unchanged = client.get("/v1/weights/latest", headers={"If-None-Match": etag})
+    weak = client.get("/v1/weights/latest", headers={"If-None-Match": f'"other", W/{etag}'})
+    stale = client.get("/v1/weights/latest", headers={"If-None-Match": '"something-else"'})
+
+    assert etag.startswith('"') and etag.endswith('"')
+    assert unchanged.status_code == 304 and unchanged.content == b"" and unchanged.headers["etag"] == etag
+    assert weak.status_code == 304
+    assert stale.status_code == 200 and stale.json() == first.json()
+
+
+def test_new_weights_change_the_etag(warehouse: Warehouse, client: TestClient) -> None:
+    _publish(warehouse, 100)
+    old = client.get("/v1/weights/latest").headers["etag"]
+    _publish(warehouse, 200, {3: 1.0})
+
+    response = client.get("/v1/weights/latest", headers={"If-None-Match": old})
+
+    assert response.status_code == 200
+    assert response.json()["block"] == 200
+    assert response.headers["etag"] != old
+
+
+def test_weights_by_block_support_etags_too(warehouse: Warehouse, client: TestClient) -> None:
+    _publish(warehouse, 100)
+    etag = client.get("/v1/weights/100").headers["etag"]
+
+    assert client.get("/v1/weights/100", headers={"If-None-Match": etag}).status_code == 304
+    assert etag == client.get("/v1/weights/latest").headers["etag"]
+
+
+def _count_statements(store: Warehouse) -> list[str]:
+    statements: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    return statements
+
+
+def test_cached_latest_weights_do_not_query_the_database_per_request(
+    warehouse: Warehouse, make_client: Callable[..., TestClient]
+) -> None:
+    _publish(warehouse, 100)
+    client = make_client(warehouse=warehouse, latest_weights_ttl_s=60.0)
+    client.get("/v1/weights/latest")
+    statements = _count_statements(warehouse)
+
+    for _ in range(200):
+        assert client.get("/v1/weights/latest").status_code == 200
+
+    assert statements == []
+
+
+def test_revalidation_is_one_indexed_probe_and_picks_up_new_weights(
+    warehouse: Warehouse, make_client: Callable[..., TestClient]
+) -> None:
+    _publish(warehouse, 100)
+    client = make_client(warehouse=warehouse, latest_weights_ttl_s=0.3)
+    assert client.get("/v1/weights/latest").json()["block"] == 100
+    _publish(warehouse, 200, {3: 1.0})
+    statements = _count_statements(warehouse)
+
+    within_ttl = client.get("/v1/weights/latest").json()["block"]
+    queries_within_ttl = len(statements)
+    time.sleep(0.35)
+    after_ttl = client.get("/v1/weights/latest").json()["block"]
+
+    assert within_ttl == 100 and queries_within_ttl == 0  # served from memory until the TTL runs out
+    assert after_ttl == 200
+    probe = next(s for s in statements if "weights" in s)  # the version check comes first
+    assert "FROM weights" in probe and "ORDER BY weights.block DESC" in probe and "LIMIT" in probe
+
+
+def test_a_database_failure_keeps_serving_the_cached_weights(
+    warehouse: Warehouse, make_client: Callable[..., TestClient]
+) -> None:
+    _publish(warehouse, 100)
+    client = make_client(latest_weights_ttl_s=0.0)
+    before = client.get("/v1/weights/latest").json()
+    warehouse.reset()  # every table gone: revalidation fails
+
+    during = client.get("/v1/weights/latest")
+
+    assert during.status_code == 200 and during.json() == before
+    assert client.get("/health").status_code == 200  # reachable, so healthy; reads 503:
+    assert client.get("/v1/weights/100").status_code == 503
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served_api(warehouse: Warehouse, database_url: str) -> Iterator[str]:
+    """The app under uvicorn on a real loopback port."""
+    port = _free_port()
+    app = create_app(ApiSettings(database_url=database_url, host="127.0.0.1", port=port))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_validators_poll_over_real_http(warehouse: Warehouse, served_api: str) -> None:
+    _publish(warehouse, 100)
+    with httpx.Client(base_url=served_api, timeout=5) as http:
+        assert http.get("/health").json() == {"status": "healthy", "database": "connected"}
+        first = http.get("/v1/weights/latest")
+        again = http.get("/v1/weights/latest", headers={"If-None-Match": first.headers["etag"]})
+
+    assert first.status_code == 200
+    assert {int(uid): w for uid, w in first.json()["weights"].items()} == {0: 0.15, 1: 0.25, 5: 0.6}
+    assert again.status_code == 304
