@@ -3,8 +3,10 @@
 One keep-alive connection per deployment, spoken over a plain socket. The per-step cost of this
 client is paid half a million times per miner and env in a cycle, so it does no more than HTTP/1.1
 needs: a pre-built request head, one `sendall`, a byte-level parse of the status line and the
-two headers that matter (`Content-Length`, `Transfer-Encoding`), stdlib `json`. TCP_NODELAY is set
-so a small request is not held back by Nagle's algorithm waiting for the server's delayed ACK.
+two headers that matter (`Content-Length`, `Transfer-Encoding`), stdlib `json`, kernel socket
+timeouts instead of a poll() per call. TCP_NODELAY is set so a small request is not held back by
+Nagle's algorithm waiting for the server's delayed ACK. A response is read up to
+`max_response_bytes` and no further.
 
 Every failure raises `PolicyError` with a `kind` the rollout records (`ErrorKind`). After an error
 the connection is dropped; the next request opens a fresh one.
@@ -26,6 +28,7 @@ import enum
 import json
 import math
 import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,6 +116,7 @@ class PolicyClient:
         )
         self._sock: socket.socket | None = None
         self._reused = False  # whether the open connection has already served a request
+        self._recv_timeout = 0.0  # the SO_RCVTIMEO now set on the socket, seconds
 
     @classmethod
     def from_settings(
@@ -195,7 +199,7 @@ class PolicyClient:
         except _StaleConnection as error:
             self.close()
             raise self._crash_or(PolicyError(ErrorKind.CONNECTION_ERROR, f"{what}: {error}")) from None
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # BlockingIOError: a kernel send/recv timeout expired
             self.close()
             raise self._crash_or(
                 PolicyError(ErrorKind.TIMEOUT, f"{what} gave no complete response within {timeout_s:g} s")
@@ -210,7 +214,6 @@ class PolicyClient:
         sock = self._connection(deadline)
         reused = self._reused
         try:
-            sock.settimeout(_remaining(deadline))
             sock.sendall(request)
             status, body, keep_alive = self._read_response(sock, what, deadline)
         except (ConnectionResetError, BrokenPipeError, _ClosedBeforeResponse) as error:
@@ -237,16 +240,36 @@ class PolicyClient:
             except OSError as error:
                 raise PolicyError(ErrorKind.CONNECTION_ERROR, f"cannot connect to {self.base_url}: {error}") from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Blocking mode with kernel timeouts (SO_RCVTIMEO, SO_SNDTIMEO) rather than Python's
+            # socket timeouts, which poll() before every send and recv. A send only blocks if the
+            # server stops reading with its buffers full, so one bound serves every request.
+            sock.settimeout(None)
+            send_timeout = max(self.act_timeout_s, self.reset_timeout_s)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
             self._sock = sock
             self._reused = False
+            self._recv_timeout = 0.0
         return self._sock
 
+    def _recv(self, sock: socket.socket, deadline: float) -> bytes:
+        """One recv that gives up at `deadline` (raises BlockingIOError when the kernel timeout expires)."""
+        remaining = _remaining(deadline)
+        # Re-set the kernel timeout only when it is off the remaining time by over 10 %, so that
+        # back-to-back /act calls set it once per connection instead of once per step.
+        if not 0.9 * self._recv_timeout <= remaining <= 1.1 * self._recv_timeout:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(remaining))
+            self._recv_timeout = remaining
+        return sock.recv(_RECV_BYTES)
+
     def _read_response(self, sock: socket.socket, what: str, deadline: float) -> tuple[int, bytes, bool]:
+        def recv() -> bytes:
+            return self._recv(sock, deadline)
+
         buf = b""
         while (end := buf.find(b"\r\n\r\n")) < 0:
             if len(buf) > _MAX_HEADER_BYTES:
                 raise PolicyError(ErrorKind.RESPONSE_TOO_LARGE, f"{what} response head exceeds {_MAX_HEADER_BYTES} B")
-            chunk = _recv(sock, deadline)
+            chunk = recv()
             if not chunk:
                 if buf:
                     raise PolicyError(ErrorKind.CONNECTION_ERROR, f"{what}: connection closed mid-response")
@@ -256,16 +279,13 @@ class PolicyClient:
         rest = buf[end + 4 :]
         limit = self.max_response_bytes
         if chunked:
-            return status, _read_chunked(sock, rest, limit, what, deadline), keep_alive
+            return status, _read_chunked(recv, rest, limit, what), keep_alive
         if length is None:  # no framing: the body runs to the end of the connection
-            return status, _read_to_close(sock, rest, limit, what, deadline), False
+            return status, _read_to_close(recv, rest, limit, what), False
         if length > limit:
             raise PolicyError(ErrorKind.RESPONSE_TOO_LARGE, f"{what} response of {length} B exceeds {limit} B")
         while len(rest) < length:
-            chunk = _recv(sock, deadline)
-            if not chunk:
-                raise PolicyError(ErrorKind.CONNECTION_ERROR, f"{what}: connection closed mid-body")
-            rest += chunk
+            rest += _recv_more(recv, what)
         return status, rest[:length], keep_alive
 
     def _crash_or(self, error: PolicyError) -> PolicyError:
@@ -297,7 +317,7 @@ def _post_head(path: str, host: str) -> Callable[[bytes], bytes]:
     ).encode()
 
     def request(body: bytes) -> bytes:
-        return b"".join((prefix, str(len(body)).encode(), b"\r\n\r\n", body))
+        return b"%s%d\r\n\r\n%s" % (prefix, len(body), body)
 
     return request
 
@@ -320,9 +340,10 @@ def _remaining(deadline: float) -> float:
     return remaining
 
 
-def _recv(sock: socket.socket, deadline: float) -> bytes:
-    sock.settimeout(_remaining(deadline))
-    return sock.recv(_RECV_BYTES)
+def _timeval(seconds: float) -> bytes:
+    """A `struct timeval` for SO_RCVTIMEO/SO_SNDTIMEO; never zero, which would mean 'no timeout'."""
+    micros = max(1, round(seconds * 1e6))
+    return struct.pack("@ll", micros // 1_000_000, micros % 1_000_000)
 
 
 def _parse_head(head: bytes, what: str) -> tuple[int, int | None, bool, bool]:
@@ -353,13 +374,13 @@ def _parse_head(head: bytes, what: str) -> tuple[int, int | None, bool, bool]:
     return status, length, chunked, keep_alive
 
 
-def _read_chunked(sock: socket.socket, data: bytes, limit: int, what: str, deadline: float) -> bytes:
+def _read_chunked(recv: Callable[[], bytes], data: bytes, limit: int, what: str) -> bytes:
     body = bytearray()
     while True:
         while (eol := data.find(b"\r\n")) < 0:
             if len(data) > 1024:
                 raise PolicyError(ErrorKind.HTTP_ERROR, f"{what}: malformed chunked body")
-            data += _recv_more(sock, what, deadline)
+            data += _recv_more(recv, what)
         try:
             size = int(data[:eol].split(b";", 1)[0], 16)
         except ValueError:
@@ -368,24 +389,24 @@ def _read_chunked(sock: socket.socket, data: bytes, limit: int, what: str, deadl
             raise PolicyError(ErrorKind.RESPONSE_TOO_LARGE, f"{what} response exceeds {limit} B")
         data = data[eol + 2 :]
         while len(data) < size + 2:
-            data += _recv_more(sock, what, deadline)
+            data += _recv_more(recv, what)
         if size == 0:
             return bytes(body)  # trailers are not used by ASGI servers; the final CRLF is consumed
         body += data[:size]
         data = data[size + 2 :]
 
 
-def _read_to_close(sock: socket.socket, data: bytes, limit: int, what: str, deadline: float) -> bytes:
+def _read_to_close(recv: Callable[[], bytes], data: bytes, limit: int, what: str) -> bytes:
     body = bytearray(data)
-    while chunk := _recv(sock, deadline):
+    while chunk := recv():
         body += chunk
         if len(body) > limit:
             raise PolicyError(ErrorKind.RESPONSE_TOO_LARGE, f"{what} response exceeds {limit} B")
     return bytes(body)
 
 
-def _recv_more(sock: socket.socket, what: str, deadline: float) -> bytes:
-    chunk = _recv(sock, deadline)
+def _recv_more(recv: Callable[[], bytes], what: str) -> bytes:
+    chunk = recv()
     if not chunk:
         raise PolicyError(ErrorKind.CONNECTION_ERROR, f"{what}: connection closed mid-body")
     return chunk

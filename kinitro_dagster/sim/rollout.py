@@ -68,10 +68,13 @@ def run_episode(
     episode: int,
     seed: int,
     on_step: OnStep | None = None,
+    episode_timeout_s: float | None = None,
 ) -> EpisodeRecord:
     """Play one episode; policy misbehaviour ends it as a failure with `error_kind` set, never raises.
 
     `on_step(step_number, result)` is called after every env step (1-based), e.g. to record frames.
+    `episode_timeout_s` bounds the whole episode (the operator's eval timeout): a policy that
+    answers each /act just inside the act timeout cannot stretch an episode to 500 x 0.5 s.
     """
     started = time.perf_counter()
     latencies: list[float] = []
@@ -96,6 +99,10 @@ def run_episode(
                 on_step(steps, result)
             if result.done:
                 break
+            if episode_timeout_s is not None and time.perf_counter() - started > episode_timeout_s:
+                raise PolicyError(
+                    ErrorKind.TIMEOUT, f"episode took longer than its {episode_timeout_s:g} s budget (eval timeout)"
+                )
             observation = result.observation
     except PolicyError as exc:
         error_kind, error = exc.kind.value, exc.message
@@ -156,6 +163,7 @@ def evaluate_miner(
     pid: int | None = None,
     env: SimEnv | None = None,
     env_factory: EnvFactory = make_env,
+    episode_timeout_s: float | None = None,
 ) -> list[EpisodeRecord]:
     """Episode `i` of the result plays `seeds[i]`. Builds (and closes) its env unless `env` is given."""
     is_alive = (lambda: process_is_alive(pid)) if pid is not None else None
@@ -170,7 +178,9 @@ def evaluate_miner(
             if server_gone or (is_alive is not None and not is_alive()):
                 records += _skip_crashed(uid, seeds, start=episode)
                 break
-            records.append(run_episode(env, client, uid=uid, episode=episode, seed=seed))
+            records.append(
+                run_episode(env, client, uid=uid, episode=episode, seed=seed, episode_timeout_s=episode_timeout_s)
+            )
     finally:
         client.close()
         if own_env and env is not None:
@@ -195,6 +205,7 @@ def evaluate_partition(
     max_workers: int | None = None,
     client_settings: ClientSettings | None = None,
     env_factory: EnvFactory = make_env,
+    episode_timeout_s: float | None = None,
 ) -> list[EpisodeRecord]:
     """Every miner's episodes on `env_id`, sharded over worker processes (see `worker_context`).
 
@@ -211,7 +222,9 @@ def evaluate_partition(
     n_workers = max(1, min(len(miners), max_workers or usable_cores()))
     pool = _WorkerPool(
         n_workers,
-        _WorkerJob(env_id, tuple(seeds), env_config, client_settings or ClientSettings(), env_factory),
+        _WorkerJob(
+            env_id, tuple(seeds), env_config, client_settings or ClientSettings(), env_factory, episode_timeout_s
+        ),
     )
     started = time.perf_counter()
     records = pool.run(list(miners))
@@ -260,6 +273,7 @@ class _WorkerJob:
     env_config: EnvConfig | None
     client_settings: ClientSettings
     env_factory: EnvFactory
+    episode_timeout_s: float | None
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, job: _WorkerJob) -> None:
@@ -280,6 +294,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, job: _WorkerJob) -
                     uid=miner.uid,
                     seeds=job.seeds,
                     client_settings=job.client_settings,
+                    episode_timeout_s=job.episode_timeout_s,
                     pid=miner.pid,
                     env=env,
                 )

@@ -41,6 +41,7 @@ SERVERS: dict[str, tuple[Path, dict[str, str]]] = {
     "extra_keys": (FIXTURES / "extra_keys", {}),
     "huge_body": (FIXTURES / "huge_body", {}),
     "http_500": (FIXTURES / "http_500", {}),
+    "slow_act": (FIXTURES / "slow_act", {"SLOW_ACT_S": "0.05"}),
 }
 
 
@@ -111,6 +112,15 @@ def test_misbehaving_policy_fails_each_episode_with_its_kind(servers, env, serve
     assert not any(r.success for r in records)
     assert all(r.steps == 0 for r in records)  # each failed on its first action
     assert deployment.is_alive()  # misbehaving is not dying: every episode was tried
+
+
+def test_slow_but_legal_policy_is_stopped_by_the_episode_budget(servers, env):
+    with PolicyClient(servers["slow_act"].base_url) as client:
+        record = run_episode(env, client, uid=6, episode=0, seed=1, episode_timeout_s=0.3)
+    assert record.error_kind == ErrorKind.TIMEOUT.value
+    assert "0.3 s budget" in record.error
+    assert 1 <= record.steps < MAX_STEPS
+    assert record.wall_seconds < 1.0
 
 
 def test_server_crash_mid_episode_fails_the_rest_at_once(env):
