@@ -330,9 +330,10 @@ class _Worker:
         self.miner, self.assigned_at = miner, time.perf_counter()
         self.conn.send(miner)
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: bool = True) -> None:
+        """Ask an idle worker to finish (it closes its env), or kill one that is still busy."""
         try:
-            if self.process.is_alive():
+            if graceful and self.process.is_alive():
                 self.conn.send(None)
                 self.process.join(timeout=10)
         except OSError:
@@ -356,12 +357,13 @@ class _WorkerPool:
         pending = deque(miners)
         records: list[EpisodeRecord] = []
         workers: list[_Worker] = []
+        busy: list[_Worker] = []
         try:
             for _ in range(min(self.size, len(pending))):
                 worker = self._spawn()
                 workers.append(worker)
                 worker.assign(pending.popleft())
-            busy = list(workers)
+                busy.append(worker)
             while busy:
                 ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for worker in list(busy):
@@ -381,8 +383,9 @@ class _WorkerPool:
                         worker.assign(pending.popleft())
                         busy.append(worker)
         finally:
+            # Normally every worker is idle here; after an error (or Ctrl-C) some are mid-miner.
             for worker in workers:
-                worker.stop()
+                worker.stop(graceful=not busy)
         return records
 
     def _spawn(self) -> _Worker:
