@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # Cycles take minutes to hours.
 DURATION_BUCKETS = (60.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0, float("inf"))
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
 
 
@@ -106,7 +107,10 @@ def _le(bound: float) -> str:
 
 
 class RequestMetrics:
+    """Request counter and latency histogram; label children are cached (labels() takes a lock)."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "kinitro_api_requests",
             "HTTP requests served, by route template and status",
@@ -120,6 +124,15 @@ class RequestMetrics:
             buckets=REQUEST_BUCKETS,
             registry=registry,
         )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class RequestMetricsMiddleware:
@@ -150,6 +163,5 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in _METHODS else "other"  # bounded label values
+            self.metrics.observe(method, route, status, time.perf_counter() - started)

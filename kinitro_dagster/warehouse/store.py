@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -113,11 +115,30 @@ def _is_sqlite_memory(url: sa.URL) -> bool:
 
 def _create_engine(url: sa.URL) -> sa.Engine:
     if url.get_backend_name() == "sqlite":
-        return _create_sqlite_engine(url)
-    connect_args: dict[str, Any] = {}
-    if "connect_timeout" not in url.query:
-        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
-    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        engine = _create_sqlite_engine(url)
+    else:
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    _guard_against_fork(engine)
+    return engine
+
+
+def _guard_against_fork(engine: sa.Engine) -> None:
+    """Never hand a forked child (a Dagster run worker, a rollout fork server) its parent's
+    pooled connections: two processes on one socket corrupt both sessions. SQLAlchemy's recipe:
+    a checkout in another process discards the connection and opens a fresh one."""
+
+    @event.listens_for(engine, "connect")
+    def _remember_pid(_dbapi_connection: Any, record: Any) -> None:
+        record.info["pid"] = os.getpid()
+
+    @event.listens_for(engine, "checkout")
+    def _check_pid(_dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if record.info.get("pid") != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise sa.exc.DisconnectionError("connection was opened by another process; reconnecting")
 
 
 def _create_sqlite_engine(url: sa.URL) -> sa.Engine:
@@ -191,17 +212,17 @@ def explain_error(url: sa.URL, exc: BaseException) -> WarehouseUnavailable | Non
     if (
         "password authentication failed" in low
         or "no password supplied" in low
-        or ("role" in low and "does not exist" in low)
+        or re.search(r'role ".*" does not exist', low)
     ):
         return WarehouseUnavailable(
             f"PostgreSQL at {host} refused user {url.username!r} ({first}); check the user and "
             "password in the database URL"
         )
-    if "database" in low and "does not exist" in low:
+    if re.search(r'database ".*" does not exist', low):
         return WarehouseUnavailable(
             f"database {url.database!r} does not exist on {host}; create it with `kinitro db create --database-url ...`"
         )
-    if "relation" in low and "does not exist" in low:
+    if re.search(r'relation ".*" does not exist', low):
         return WarehouseSchemaMissing(
             f"warehouse tables missing in {where} ({first}); run `kinitro db init --database-url ...`"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from warehouse_factories import cycle_key, make_cycle, make_episodes
 
@@ -78,3 +79,35 @@ def test_parallel_episode_partitions_all_land(database_url: str) -> None:
     assert stores[0].episode_counts(cycle_key(100)) == {e: len(rows) for e in ENV_IDS}
     for store in stores:
         store.dispose()
+
+
+def _session_id(store: Warehouse) -> object:
+    """Which database session a checkout gets: PostgreSQL's backend pid; SQLite: the handle."""
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            return conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        return id(conn.connection.dbapi_connection)
+
+
+def _child(store: Warehouse, results: Any) -> None:
+    store.record_first_seen("forked/policy", "abc", 42, "h")
+    results.put(_session_id(store))
+
+
+def test_a_forked_child_gets_its_own_connections(warehouse: Warehouse) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    warehouse.upsert_cycle(make_cycle(100))
+    parent_session = _session_id(warehouse)  # the parent's pool now holds this live connection
+    results = context.Queue()
+    child = context.Process(target=_child, args=(warehouse, results))
+    child.start()
+    child_session = results.get(timeout=60)
+    child.join(timeout=60)
+
+    assert child.exitcode == 0
+    if warehouse.dialect == "postgresql":
+        assert child_session != parent_session  # sharing one socket would interleave both sessions
+    assert warehouse.first_seen("forked/policy", "abc") == (42, "h")
+    assert _session_id(warehouse) == parent_session  # the parent's connection survived the child
