@@ -34,14 +34,15 @@ def _admin_connection():  # returns a psycopg2 connection
     try:
         conn = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
     except psycopg2.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({str(exc).strip()}). Start it "
-            "(`.ci/run` does, or `service postgresql start`), set KINITRO_TEST_POSTGRES_URL, or "
-            "deselect these tests with -m 'not postgres'.",
-            pytrace=False,
-        )
-    conn.autocommit = True
-    return conn
+        reason = " ".join(str(exc).split())
+    else:
+        conn.autocommit = True
+        return conn
+    pytest.fail(
+        f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({reason}). Start it (`.ci/run` does, or "
+        "`service postgresql start`), set KINITRO_TEST_POSTGRES_URL, or deselect these tests with -m 'not postgres'.",
+        pytrace=False,
+    )
 
 
 def postgres_test_database_url(name: str) -> str:
