@@ -49,9 +49,7 @@ class RobotPolicy:
             raise RuntimeError("act before reset: POST /reset with the task_config first")
         state = observation.extra.get("state")
         if state is None:
-            raise ValueError(
-                "the scripted expert needs obs.extra['state']: run the env with privileged state"
-            )
+            raise ValueError("the scripted expert needs obs.extra['state']: run the env with privileged state")
         if self._rng is None:
             self._rng = episode_rng(observation)
         native = np.clip(self._expert.get_action(np.asarray(state, dtype=np.float64)), -1.0, 1.0)
