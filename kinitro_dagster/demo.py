@@ -141,7 +141,7 @@ def run_cycle(defs: Definitions, instance: DagsterInstance, cycle: str) -> None:
 def _run(defs: Definitions, instance: DagsterInstance, job_name: str, partition_key: str) -> None:
     started = time.monotonic()
     print(f"  {job_name} [{partition_key}] ...", flush=True)
-    result = defs.get_job_def(job_name).execute_in_process(instance=instance, partition_key=partition_key)
+    result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, partition_key=partition_key)
     if not result.success:
         raise RuntimeError(f"{job_name} [{partition_key}] failed: see the run in the Dagster UI (make dev)")
     print(f"  {job_name} [{partition_key}] done in {time.monotonic() - started:.1f}s", flush=True)

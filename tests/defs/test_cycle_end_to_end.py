@@ -17,15 +17,15 @@ JOB_FOR_ASSET = {"episode_results": "evaluate_env", "pareto_scores": "score_cycl
 
 
 def _run(defs: dg.Definitions, instance: dg.DagsterInstance, asset: str, partition: str) -> None:
-    result = defs.get_job_def(JOB_FOR_ASSET[asset]).execute_in_process(
+    result = defs.resolve_job_def(JOB_FOR_ASSET[asset]).execute_in_process(
         instance=instance, partition_key=partition, asset_selection=[dg.AssetKey(asset)]
     )
     assert result.success, f"{asset}[{partition}] failed"
 
 
-def _follow_automation(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[tuple[str, str]]:
+def _follow_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursor) -> list[tuple[str, str]]:
     """Evaluate the eager conditions as the automation sensor does; run what they request."""
-    launched, cursor = [], None
+    launched = []
     for _ in range(6):
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         cursor = result.cursor
@@ -47,10 +47,13 @@ def _episode_outcomes(store, cycle: str) -> dict:
 def test_sensor_opens_a_cycle_that_runs_to_weights_served_by_the_api(demo_state, tmp_path):
     defs = build_definitions(demo_state)
     with dg.instance_for_test() as instance:
+        # The automation sensor is already running when the cycle opens: its first tick sees no cycle.
+        idle = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert idle.total_requested == 0
         cycle = open_cycle(instance, demo_state)
-        assert defs.get_job_def("open_cycle").execute_in_process(instance=instance, partition_key=cycle).success
+        assert defs.resolve_job_def("open_cycle").execute_in_process(instance=instance, partition_key=cycle).success
 
-        launched = _follow_automation(defs, instance)
+        launched = _follow_automation(defs, instance, idle.cursor)
 
         episode_partitions = {str(episode_key(cycle, env)) for env in ENABLED_ENV_IDS}
         assert {p for a, p in launched if a == "episode_results"} == episode_partitions
