@@ -1,11 +1,13 @@
 """Sensors: `cycle_sensor` opens cycles on the chain clock; automation carries them through."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
 
 from kinitro_dagster.defs.commitments import miner_commitments
 from kinitro_dagster.defs.jobs import open_cycle_job
 from kinitro_dagster.defs.partitions import cycle_block, cycle_key, cycles
-from kinitro_dagster.defs.resources import ChainResource, CycleConfig
+from kinitro_dagster.defs.resources import ChainResource, CycleConfig, WarehouseResource
 
 SENSOR_INTERVAL_SECONDS = 30
 
@@ -14,9 +16,11 @@ SENSOR_INTERVAL_SECONDS = 30
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Opens a cycle when the chain head is at least eval_interval blocks past the last one.")
 def cycle_sensor(
-    context: dg.SensorEvaluationContext, chain: ChainResource, cycle_config: CycleConfig
+    context: dg.SensorEvaluationContext, chain: ChainResource, cycle_config: CycleConfig,
+    warehouse: WarehouseResource,
 ) -> dg.SensorResult | dg.SkipReason:
     head = chain.reader().head()
+    warehouse.store().record_chain_head(head.number, datetime.now(UTC))  # /v1/status shows it
     opened = [cycle_block(k) for k in context.instance.get_dynamic_partitions(cycles.name)]
     last = max(opened, default=None)
     if last is not None and head.number - last < cycle_config.eval_interval_blocks:

@@ -38,3 +38,5 @@ def test_opens_first_cycle_then_waits_for_the_interval(demo_state, tmp_path):
         _set_head(demo_state, 1300)
         second = _tick(instance, demo_state)
         assert [r.partition_key for r in second.run_requests] == ["0000001300"]
+        # Every tick records the head it saw, so the API's /v1/status reports the live chain.
+        assert demo_state["warehouse"].store().chain_head()[0] == 1300
