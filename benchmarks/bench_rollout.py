@@ -7,13 +7,18 @@ All figures are on metaworld/reach-v3 with the same seeds, in one run:
 - `raw_steps_per_s`: random actions straight into MetaWorld's own env (no wrapper, no render).
 - `no_images_steps_per_s`: one miner end to end, `run_episode` with our env (no images) and the
   trivial template policy (benchmarks/policies/trivial: FastAPI + pydantic, as miners run it) over
-  HTTP on loopback. Target: >= 0.8 x raw.
+  HTTP on loopback TCP. Target: >= 0.8 x raw. `no_images_unix_*`: the same server on a Unix socket.
 - `with_images_steps_per_s`: the same with both cameras at 84x84; compared with MuJoCo's
   default-quality render rate (`default_quality_render_fps`, a fresh model, default vis settings,
   one 84x84 frame per call). Target: >= 8 x that rate.
 - `aggregate_2_miners_steps_per_s`: two miners through `evaluate_partition` with two workers, i.e.
-  two envs and two policy servers sharing this machine's cores.
-- Diagnostics that say where the time goes: CPU per step of the evaluator (env + client, what the
+  two envs and two policy servers sharing this machine's cores (and `aggregate_4_miners_...`: four
+  of each). `pipelined_2_miners_steps_per_s`: the same two miners with the envs' workers on one
+  core and the two policy servers on the other, as when policies run on CPUs of their own (docker
+  mode's limits): while one miner's policy computes, the env core steps the other miner's env.
+  Compared with raw stepping on one core. Target: >= 0.8.
+- Diagnostics that say where the time goes: our env wrapper alone (`env_wrapper_*`: action
+  mapping and protocol observation, no HTTP), CPU per step of the evaluator (env + client, what the
   evaluator's cores pay when policies run on their own CPUs, as in docker mode), the round trip of
   one /act for the template server and for a bare ASGI server, and the client's own CPU per act.
 
@@ -41,7 +46,7 @@ import numpy as np
 
 from kinitro_dagster.miners.deployments import LocalDeployment, start_all
 from kinitro_dagster.miners.policy_client import PolicyClient
-from kinitro_dagster.sim.base import EnvConfig, make_env
+from kinitro_dagster.sim.base import EnvConfig, PolicyAction, make_env
 from kinitro_dagster.sim.registry import env_task_name
 from kinitro_dagster.sim.rollout import MinerTarget, evaluate_partition, run_episode, usable_cores
 
@@ -78,6 +83,21 @@ def run_raw(env, seeds: list[int], actions: np.ndarray) -> tuple[int, float, flo
     return steps, wall, cpu
 
 
+def run_wrapped(env, seeds: list[int], actions: np.ndarray) -> tuple[int, float, float]:
+    """Our env (action mapping, protocol observation) with the same random actions, no HTTP."""
+    policy_actions = [PolicyAction(ee_twist=np.r_[a[:3], 0.0, 0.0, 0.0], gripper=(a[3] + 1) / 2) for a in actions]
+    steps, wall, cpu = 0, 0.0, 0.0
+    for seed in seeds:
+        env.reset(seed)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for action in policy_actions:
+            env.step(action)
+        wall += time.perf_counter() - started
+        cpu += time.process_time() - cpu_started
+        steps += len(policy_actions)
+    return steps, wall, cpu
+
+
 def run_end_to_end(env, client: PolicyClient, seeds: list[int]) -> tuple[int, float, float, list[float]]:
     steps, wall, cpu, p50s = 0, 0.0, 0.0, []
     for i, seed in enumerate(seeds):
@@ -90,6 +110,18 @@ def run_end_to_end(env, client: PolicyClient, seeds: list[int]) -> tuple[int, fl
         wall += record.wall_seconds
         p50s.append(record.latency_p50_ms)
     return steps, wall, cpu, p50s
+
+
+def profile_episode(env, client: PolicyClient, seed: int) -> None:
+    """Where one end-to-end episode's wall time goes, by function (stderr, not part of the JSON)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_episode(env, client, uid=0, episode=0, seed=seed)
+    profiler.disable()
+    pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(15)
 
 
 def default_quality_render_fps(frames: int = 40) -> float:
@@ -127,10 +159,12 @@ def act_round_trip(deployment: LocalDeployment, observation: dict, n: int = 2000
     return statistics.median(times) * 1e6, cpu / n * 1e6
 
 
-def aggregate_two_miners(deployments: list[LocalDeployment], seeds: list[int]) -> float:
-    """Steps/s of two miners evaluated side by side (each miner's rate over its own episodes, summed)."""
+def aggregate_rate(
+    deployments: list[LocalDeployment], seeds: list[int], worker_cpus: frozenset[int] | None = None
+) -> float:
+    """Steps/s of miners evaluated side by side, one worker each (each miner's own rate, summed)."""
     targets = [MinerTarget(uid, d.base_url, d.pid) for uid, d in enumerate(deployments)]
-    records = evaluate_partition(ENV_ID, targets, seeds, NO_IMAGES, max_workers=2)
+    records = evaluate_partition(ENV_ID, targets, seeds, NO_IMAGES, max_workers=len(targets), worker_cpus=worker_cpus)
     failed = [r for r in records if r.error_kind]
     if failed:
         raise RuntimeError(f"benchmark episode failed: {failed[0].error_kind}: {failed[0].error}")
@@ -145,6 +179,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw / end-to-end rounds")
     parser.add_argument("--episodes", type=int, default=2, help="500-step episodes per round and mode")
+    parser.add_argument(
+        "--profile", action="store_true", help="also print a cProfile of one end-to-end episode to stderr"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     warnings.filterwarnings("ignore")
@@ -153,30 +190,49 @@ def main() -> None:
     actions = np.random.default_rng(0).uniform(-1, 1, size=(STEPS, 4)).astype(np.float32)
 
     render_fps = default_quality_render_fps()  # before any env switches its own model to fast rendering
-    trivial = [LocalDeployment(POLICIES / "trivial") for _ in range(2)]
+    trivial = [LocalDeployment(POLICIES / "trivial") for _ in range(4)]
     bare = LocalDeployment(POLICIES / "bare_asgi")
-    errors = start_all([*trivial, bare])
+    unix = LocalDeployment(POLICIES / "trivial", transport="unix")
+    pipelined = usable_cores() >= 2
+    env_cpus, policy_cpus = (
+        frozenset(sorted(os.sched_getaffinity(0))[:1]),
+        frozenset(sorted(os.sched_getaffinity(0))[1:2]),
+    )
+    pinned = [LocalDeployment(POLICIES / "trivial", cpus=policy_cpus) for _ in range(2)] if pipelined else []
+    errors = start_all([*trivial, bare, unix, *pinned])
     if any(errors):
         raise SystemExit(f"benchmark policy failed to start: {next(e for e in errors if e)}")
     try:
         raw_env = raw_metaworld_env()
         env = make_env(ENV_ID, NO_IMAGES)
         client = PolicyClient(trivial[0].base_url)
+        unix_client = PolicyClient(unix.base_url)
         run_end_to_end(env, client, seeds[:1])  # warm-up: connection, caches
+        run_end_to_end(env, unix_client, seeds[:1])
         raw_rates, e2e_rates, ratios, raw_cpu, e2e_cpu, act_p50 = [], [], [], [], [], []
+        wrapped_rates, wrapped_cpu, unix_rates, unix_ratios = [], [], [], []
         for _ in range(args.rounds):
             steps, wall, cpu = run_raw(raw_env, seeds, actions)
             raw_rates.append(steps / wall)
             raw_cpu.append(cpu / steps * 1e6)
+            steps, wall, cpu = run_wrapped(env, seeds, actions)
+            wrapped_rates.append(steps / wall)
+            wrapped_cpu.append(cpu / steps * 1e6)
             steps, wall, cpu, p50s = run_end_to_end(env, client, seeds)
             e2e_rates.append(steps / wall)
             e2e_cpu.append(cpu / steps * 1e6)
             act_p50 += p50s
             ratios.append(e2e_rates[-1] / raw_rates[-1])
+            steps, wall, _, _ = run_end_to_end(env, unix_client, seeds)
+            unix_rates.append(steps / wall)
+            unix_ratios.append(unix_rates[-1] / raw_rates[-1])
+        if args.profile:
+            profile_episode(env, client, seeds[0])
         observation = env.reset(seeds[0])
         template_us, client_cpu_us = act_round_trip(trivial[0], observation)
         bare_us, _ = act_round_trip(bare, observation)
         client.close()
+        unix_client.close()
         env.close()
 
         images_env = make_env(ENV_ID, WITH_IMAGES)
@@ -185,9 +241,11 @@ def main() -> None:
         images_env.close()
         with_images = steps / wall
 
-        aggregate = aggregate_two_miners(trivial, seeds * 2)
+        aggregate = aggregate_rate(trivial[:2], seeds * 2)
+        aggregate_4 = aggregate_rate(trivial, seeds * 2)
+        pipelined_rate = aggregate_rate(pinned, seeds * 2, worker_cpus=env_cpus) if pipelined else float("nan")
     finally:
-        for deployment in [*trivial, bare]:
+        for deployment in [*trivial, bare, unix, *pinned]:
             deployment.stop()
 
     raw_best = max(raw_rates)
@@ -202,7 +260,11 @@ def main() -> None:
         "no_images_steps_per_s": round(max(e2e_rates), 1),
         "no_images_over_raw": round(no_images_over_raw, 3),
         "act_latency_p50_ms": round(statistics.median(act_p50), 3),
+        "no_images_unix_steps_per_s": round(max(unix_rates), 1),
+        "no_images_unix_over_raw": round(statistics.median(unix_ratios), 3),
+        "env_wrapper_steps_per_s": round(max(wrapped_rates), 1),
         "raw_cpu_us_per_step": round(statistics.median(raw_cpu), 1),
+        "env_wrapper_cpu_us_per_step": round(statistics.median(wrapped_cpu), 1),
         "evaluator_cpu_us_per_step_no_images": round(statistics.median(e2e_cpu), 1),
         "evaluator_cpu_efficiency": round(evaluator_efficiency, 3),
         "act_round_trip_us": {"fastapi_template": round(template_us, 1), "bare_asgi": round(bare_us, 1)},
@@ -212,10 +274,14 @@ def main() -> None:
         "with_images_over_default_render": round(with_images / render_fps, 2),
         "aggregate_2_miners_steps_per_s": round(aggregate, 1),
         "aggregate_2_miners_over_raw": round(aggregate / raw_best, 3),
+        "aggregate_4_miners_4_workers_steps_per_s": round(aggregate_4, 1),
+        "pipelined_2_miners_steps_per_s": round(pipelined_rate, 1),
+        "pipelined_over_raw": round(pipelined_rate / raw_best, 3),
         "targets_met": {
             "no_images_over_raw>=0.8": no_images_over_raw >= TARGET_NO_IMAGES_OVER_RAW,
             "evaluator_cpu_efficiency>=0.8": evaluator_efficiency >= TARGET_NO_IMAGES_OVER_RAW,
             "aggregate_2_miners_over_raw>=0.8": aggregate / raw_best >= TARGET_NO_IMAGES_OVER_RAW,
+            "pipelined_over_raw>=0.8": pipelined_rate / raw_best >= TARGET_NO_IMAGES_OVER_RAW,
             "with_images_over_default_render>=8": with_images / render_fps >= TARGET_IMAGES_OVER_DEFAULT_RENDER,
         },
     }

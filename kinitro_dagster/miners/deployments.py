@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,9 +26,9 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
-from kinitro_dagster.miners.policy_client import PolicyClient, PolicyError
+from kinitro_dagster.miners.policy_client import PolicyClient, PolicyError, unix_socket_url
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +64,12 @@ class Deployment(Protocol):
 
 
 class LocalDeployment:
-    """`python -m uvicorn server:app` in `policy_dir`, on a free loopback port.
+    """`python -m uvicorn server:app` in `policy_dir`, on a free loopback port or a Unix socket.
 
     Use as a context manager, or call `start()` / `stop()`. Not isolated (see the module docstring).
+    `transport="unix"` serves the policy on a Unix socket in a private temporary directory
+    (`--uds`; base URL `http+unix://...`, which `PolicyClient` speaks): cheaper per step than
+    loopback TCP for both sides. TCP is the default because any HTTP tool can talk to it.
     """
 
     def __init__(
@@ -77,6 +81,8 @@ class LocalDeployment:
         warmup_timeout_s: float = 60.0,
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
+        cpus: frozenset[int] | None = None,
+        transport: Literal["tcp", "unix"] = "tcp",
     ) -> None:
         self.policy_dir = Path(policy_dir).resolve()
         if not (self.policy_dir / "server.py").is_file():
@@ -88,9 +94,16 @@ class LocalDeployment:
         self.host = host
         self.warmup_timeout_s = warmup_timeout_s
         self.env = dict(env or {})
+        # CPUs the server may run on (its children inherit them): keeps policies off the cores that
+        # step envs, as docker mode's CPU limits do. None: wherever the scheduler likes.
+        self.cpus = cpus
+        if transport not in ("tcp", "unix"):
+            raise ValueError(f"transport must be 'tcp' or 'unix', got {transport!r}")
+        self.transport = transport
         self.log_dir = log_dir
         self.log_path: Path | None = None
         self.port: int | None = None
+        self.socket_path: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
         self._launched_at = 0.0
@@ -99,6 +112,8 @@ class LocalDeployment:
 
     @property
     def base_url(self) -> str:
+        if self.socket_path is not None:
+            return unix_socket_url(self.socket_path)
         if self.port is None:
             raise RuntimeError(f"deployment of {self.policy_dir} is not started: call start() first")
         return f"http://{self.host}:{self.port}"
@@ -121,11 +136,16 @@ class LocalDeployment:
         fd, log_name = tempfile.mkstemp(prefix=f"policy-{self.policy_dir.name}-", suffix=".log", dir=log_dir)
         os.close(fd)
         self.log_path = Path(log_name)
-        self.port = _free_port(self.host)
+        if self.transport == "unix":
+            # A private directory: nobody else can connect to (or squat) the socket path.
+            self.socket_path = Path(tempfile.mkdtemp(prefix="policy-")) / "policy.sock"  # short: 108-byte limit
+            bind = ["--uds", str(self.socket_path)]
+        else:
+            self.port = _free_port(self.host)
+            bind = ["--host", self.host, "--port", str(self.port)]
         self._launched_at = time.monotonic()
         command = [
-            self.python, "-m", "uvicorn", "server:app",
-            "--host", self.host, "--port", str(self.port),
+            self.python, "-m", "uvicorn", "server:app", *bind,
             # One log line per /act would cost the policy time on every step.
             "--no-access-log",
             # Longer than any pause between our episodes, so the keep-alive connection stays open.
@@ -144,11 +164,13 @@ class LocalDeployment:
                 start_new_session=True,  # own process group: stop() takes the server's children too
             )
         # Runs on stop(), on garbage collection, or at interpreter exit, whichever comes first.
-        self._finalizer = weakref.finalize(self, _stop_process_group, self._process)
+        self._finalizer = weakref.finalize(self, _stop_process_group, self._process, self.socket_path)
+        if self.cpus:
+            os.sched_setaffinity(self._process.pid, self.cpus)
         logger.info(
-            "policy server starting policy_dir=%s pid=%d port=%d log=%s",
-            self.policy_dir, self._process.pid, self.port, self.log_path,
-            extra={"policy_dir": str(self.policy_dir), "pid": self._process.pid, "port": self.port},
+            "policy server starting policy_dir=%s pid=%d url=%s log=%s",
+            self.policy_dir, self._process.pid, self.base_url, self.log_path,
+            extra={"policy_dir": str(self.policy_dir), "pid": self._process.pid, "url": self.base_url},
         )  # fmt: skip
 
     def wait_until_healthy(self) -> None:
@@ -272,7 +294,7 @@ def _free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def _stop_process_group(process: subprocess.Popen[bytes]) -> None:
+def _stop_process_group(process: subprocess.Popen[bytes], socket_path: Path | None = None) -> None:
     pgid = process.pid  # start_new_session made the server its group's leader
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGTERM)
@@ -285,3 +307,5 @@ def _stop_process_group(process: subprocess.Popen[bytes]) -> None:
         os.killpg(pgid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=_STOP_GRACE_S)
+    if socket_path is not None:
+        shutil.rmtree(socket_path.parent, ignore_errors=True)

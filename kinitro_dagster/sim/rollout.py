@@ -206,11 +206,15 @@ def evaluate_partition(
     client_settings: ClientSettings | None = None,
     env_factory: EnvFactory = make_env,
     episode_timeout_s: float | None = None,
+    worker_cpus: frozenset[int] | None = None,
 ) -> list[EpisodeRecord]:
     """Every miner's episodes on `env_id`, sharded over worker processes (see `worker_context`).
 
-    `max_workers` defaults to the cores this process may use. Rows come back sorted by
-    (uid, episode), exactly `len(miners) * len(seeds)` of them whatever fails.
+    `max_workers` defaults to the cores the workers may use (`worker_cpus`, else this process's).
+    While a worker waits for its policy, its core is idle unless another worker has an env to
+    step: with policies on CPUs of their own (docker limits, `LocalDeployment(cpus=...)`), more
+    workers than cores keeps the env cores busy. Rows come back sorted by (uid, episode), exactly
+    `len(miners) * len(seeds)` of them whatever fails.
     """
     if env_factory is make_env:
         validate_env_id(env_id)
@@ -219,11 +223,17 @@ def evaluate_partition(
         raise ValueError(f"miner uids must be unique within a partition, got {sorted(uids)}")
     if not miners:
         return []
-    n_workers = max(1, min(len(miners), max_workers or usable_cores()))
+    n_workers = max(1, min(len(miners), max_workers or (len(worker_cpus) if worker_cpus else usable_cores())))
     pool = _WorkerPool(
         n_workers,
         _WorkerJob(
-            env_id, tuple(seeds), env_config, client_settings or ClientSettings(), env_factory, episode_timeout_s
+            env_id,
+            tuple(seeds),
+            env_config,
+            client_settings or ClientSettings(),
+            env_factory,
+            episode_timeout_s,
+            worker_cpus,
         ),
     )
     started = time.perf_counter()
@@ -274,6 +284,7 @@ class _WorkerJob:
     client_settings: ClientSettings
     env_factory: EnvFactory
     episode_timeout_s: float | None
+    worker_cpus: frozenset[int] | None
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, job: _WorkerJob) -> None:
@@ -283,6 +294,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, job: _WorkerJob) -
     it is rebuilt after an episode that broke on our side, in case that left it in a bad state.
     """
     env: SimEnv | None = None
+    if job.worker_cpus:
+        os.sched_setaffinity(0, job.worker_cpus)
     try:
         while (miner := conn.recv()) is not None:
             try:

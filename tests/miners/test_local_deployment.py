@@ -49,6 +49,18 @@ def test_started_deployment_serves_and_stopping_frees_everything():
         client.health()
 
 
+def test_unix_socket_transport_serves_and_cleans_up_its_socket():
+    deployment = LocalDeployment(FIXTURES / "good", transport="unix")
+    with deployment:
+        assert deployment.base_url.startswith("http+unix://")
+        assert deployment.socket_path.is_socket()
+        with PolicyClient(deployment.base_url) as client:
+            assert client.health()["status"] == "healthy"
+            assert client.act({"proprio": {}}).gripper == 0.0
+        socket_dir = deployment.socket_path.parent
+    assert not socket_dir.exists()
+
+
 def test_stop_takes_the_servers_own_child_processes_too():
     with LocalDeployment(FIXTURES / "spawns_child") as deployment, PolicyClient(deployment.base_url) as client:
         helper_pid = int(client.health()["fixture_env"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kinitro_dagster.miners.deployments import LocalDeployment, start_all
-from kinitro_dagster.miners.policy_client import ErrorKind, PolicyClient, PolicyError
+from kinitro_dagster.miners.policy_client import ErrorKind, PolicyClient, PolicyError, unix_socket_url
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
 TRIVIAL_TEMPLATE_POLICY = Path(__file__).resolve().parents[2] / "benchmarks" / "policies" / "trivial"
@@ -115,6 +115,13 @@ def test_template_shaped_fastapi_policy_is_served(servers):
         assert health["status"] == "healthy" and health["model_loaded"] is True
         assert isinstance(client.reset(TASK_CONFIG), str)
         assert client.act(OBSERVATION).ee_twist.tolist() == [0.0] * 6
+
+
+def test_unix_socket_urls_round_trip_their_path(tmp_path):
+    path = tmp_path / "dir with space" / "policy.sock"
+    url = unix_socket_url(path)
+    assert url.startswith("http+unix://") and " " not in url
+    assert PolicyClient(url)._address == str(path)
 
 
 def test_refused_connection_is_a_connection_error():
