@@ -47,9 +47,7 @@ class HealthResponse(BaseModel):
 
 @app.get("/health", response_model=HealthResponse)
 async def health() -> HealthResponse:
-    return HealthResponse(
-        status="healthy", model_loaded=_policy.is_loaded(), uptime_seconds=time.time() - _started
-    )
+    return HealthResponse(status="healthy", model_loaded=_policy.is_loaded(), uptime_seconds=time.time() - _started)
 
 
 @app.post("/reset", response_model=ResetResponse)
