@@ -55,9 +55,11 @@ class ChainResource(dg.ConfigurableResource):
     def reader(self) -> ChainReader:
         if self.kind == "file":
             return FileChain(self.chain_file or state_dir() / "chain.yaml")
-        raise NotImplementedError(
-            f"chain kind {self.kind!r} is not available in this build; use KINITRO_SCHEDULER_CHAIN=file"
-        )
+        if self.kind == "bittensor":
+            from kinitro_dagster.miners.bittensor_chain import BittensorChain
+
+            return BittensorChain(self.network, self.netuid)
+        raise ValueError(f"chain kind {self.kind!r} is unknown; set KINITRO_SCHEDULER_CHAIN to 'file' or 'bittensor'")
 
 
 class HubResource(dg.ConfigurableResource):
@@ -92,6 +94,7 @@ class Evaluator(dg.ConfigurableResource):
     privileged_state: bool = True
     max_workers: int | None = None
     warmup_timeout_s: float = 120.0
+    eval_timeout_s: float = 300.0  # one episode's wall-clock budget
 
     def env_config(self) -> EnvConfig:
         return EnvConfig(max_steps=self.max_timesteps, use_images=self.use_images,
@@ -105,7 +108,8 @@ class Evaluator(dg.ConfigurableResource):
         return evaluate_env_partition(
             env_id, policies, seeds, self.env_config(),
             client_settings=ClientSettings(act_timeout_s=self.action_timeout_s),
-            warmup_timeout_s=self.warmup_timeout_s, max_workers=self.max_workers,
+            warmup_timeout_s=self.warmup_timeout_s, episode_timeout_s=self.eval_timeout_s,
+            max_workers=self.max_workers,
         )
 
 
@@ -139,6 +143,6 @@ def build_resources(
             eval_mode=executor.eval_mode, max_timesteps=executor.max_timesteps,
             action_timeout_s=executor.action_timeout, use_images=executor.use_images,
             privileged_state=executor.privileged_state, max_workers=executor.max_workers,
-            warmup_timeout_s=executor.miner_deployment_warmup_timeout,
+            warmup_timeout_s=executor.miner_deployment_warmup_timeout, eval_timeout_s=executor.eval_timeout,
         ),
     }

@@ -97,7 +97,7 @@ def run_episode(
             success = result.success
             if on_step is not None:
                 on_step(steps, result)
-            if result.done:
+            if result.done or (success and env.config.stop_on_success):
                 break
             if episode_timeout_s is not None and time.perf_counter() - started > episode_timeout_s:
                 raise PolicyError(

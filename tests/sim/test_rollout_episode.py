@@ -165,3 +165,13 @@ def test_scripted_expert_policy_succeeds_over_http():
         records = evaluate_miner(ENV_ID, deployment.base_url, uid=0, seeds=[101, 202], env_config=privileged)
     assert [r.error_kind for r in records] == [None, None]
     assert all(r.success for r in records)
+
+
+def test_episode_ends_at_first_success_unless_asked_to_play_on():
+    stopping = EnvConfig(max_steps=150, use_images=False, privileged_state=True)
+    playing_on = replace(stopping, stop_on_success=False)
+    with LocalDeployment(ROOT / "examples" / "miners" / "scripted_expert") as deployment:
+        early = evaluate_miner(ENV_ID, deployment.base_url, uid=0, seeds=[101], env_config=stopping)[0]
+        full = evaluate_miner(ENV_ID, deployment.base_url, uid=0, seeds=[101], env_config=playing_on)[0]
+    assert early.success and full.success
+    assert early.steps < full.steps == 150
