@@ -15,9 +15,17 @@ if TYPE_CHECKING:
         WarehouseSchemaMissing,
         WarehouseSummary,
         WarehouseUnavailable,
+        create_database,
     )
 
-__all__ = ["CycleNotFound", "Warehouse", "WarehouseSchemaMissing", "WarehouseSummary", "WarehouseUnavailable"]
+__all__ = [
+    "CycleNotFound",
+    "Warehouse",
+    "WarehouseSchemaMissing",
+    "WarehouseSummary",
+    "WarehouseUnavailable",
+    "create_database",
+]
 
 
 def __getattr__(name: str) -> Any:
