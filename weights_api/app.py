@@ -22,7 +22,14 @@ from kinitro_dagster.settings import ApiSettings, SchedulerSettings
 from kinitro_dagster.sim.registry import ENV_IDS, env_family, env_task_name
 from kinitro_dagster.warehouse import Warehouse, WarehouseUnavailable
 from kinitro_dagster.warehouse.records import CommitmentStatus, CycleRecord, CycleStatus
-from weights_api.cache import LatestWeightsCache, etag_matches, serialize_weights
+from weights_api.cache import (
+    LATEST_CACHE_CONTROL,
+    LATEST_PATH,
+    LatestWeightsCache,
+    LatestWeightsFastPath,
+    etag_matches,
+    serialize_weights,
+)
 from weights_api.metrics import RequestMetrics, RequestMetricsMiddleware, WarehouseCollector
 from weights_api.models import (
     EnvironmentInfo,
@@ -44,10 +51,18 @@ LATEST_WEIGHTS_TTL_S = 1.0
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "Nothing recorded for this yet."}}
 UNAVAILABLE = {503: {"model": ErrorResponse, "description": "The warehouse cannot be read."}}
 
-BlockParam = Annotated[int, Path(ge=0, le=2**63 - 1, description="Chain block at which a cycle opened.")]
+EXAMPLE_BLOCK = 12300  # the guide's example block; the schema's examples use it
+MAX_BLOCK = 2**63 - 1  # blocks are stored as BIGINT; SQLite cannot even bind a larger integer
+BlockParam = Annotated[
+    int, Path(ge=0, le=MAX_BLOCK, description="Chain block at which a cycle opened.", examples=[EXAMPLE_BLOCK])
+]
 CycleIdParam = Annotated[
     str,
-    Path(pattern=r"^[0-9]{1,19}$", description="Cycle key (zero-padded block, e.g. 0000012300) or the block."),
+    Path(
+        pattern=r"^[0-9]{1,19}$",
+        description="Cycle key (zero-padded block, e.g. 0000012300) or the block.",
+        examples=[f"{EXAMPLE_BLOCK:010d}", str(EXAMPLE_BLOCK)],
+    ),
 ]
 
 
@@ -87,7 +102,6 @@ def create_app(
         description="Read-only view of the evaluation warehouse: weights for validators, scores, miners.",
         lifespan=lifespan,
     )
-    app.add_middleware(RequestMetricsMiddleware, metrics=request_metrics)
     app.state.warehouse = store
 
     @app.exception_handler(WarehouseUnavailable)
@@ -137,7 +151,7 @@ def create_app(
     # ------------------------------------------------------------------- weights
 
     @app.get(
-        "/v1/weights/latest",
+        LATEST_PATH,
         response_model=None,
         tags=["Weights"],
         responses={
@@ -156,7 +170,7 @@ def create_app(
         entry = await latest_cache.get()
         if entry is None:
             raise HTTPException(404, "no weights published yet: the first evaluation cycle has not completed")
-        headers = {"ETag": entry.etag, "Cache-Control": "no-cache"}
+        headers = {"ETag": entry.etag, "Cache-Control": LATEST_CACHE_CONTROL}
         if etag_matches(request.headers.get("if-none-match"), entry.etag):
             return Response(status_code=304, headers=headers)
         return Response(content=entry.body, media_type="application/json", headers=headers)
@@ -213,7 +227,9 @@ def create_app(
     @app.get("/v1/scores/{cycle_id}", response_model=ScoresResponse, tags=["Scores"], responses=NOT_FOUND | UNAVAILABLE)
     def cycle_scores(cycle_id: CycleIdParam) -> ScoresResponse:
         """Scores of one cycle, by its key (0000012300) or its block (12300)."""
-        cycle = store.get_cycle(cycle_id) or store.cycle_at_block(int(cycle_id))
+        cycle = store.get_cycle(cycle_id)
+        if cycle is None and int(cycle_id) <= MAX_BLOCK:  # 19 digits can exceed a BIGINT: no such block
+            cycle = store.cycle_at_block(int(cycle_id))
         if cycle is None:
             raise HTTPException(404, f"no evaluation cycle {cycle_id}; recent ones are listed by /v1/status")
         return scores_for(cycle)
@@ -287,6 +303,10 @@ def create_app(
         """Prometheus exposition: evaluation metrics from the warehouse, request counts and latency."""
         return Response(content=generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Added last, so outermost: request metrics see every request, the fast path's included.
+    latest_route = next(r for r in app.routes if getattr(r, "path", None) == LATEST_PATH)
+    app.add_middleware(LatestWeightsFastPath, cache=latest_cache, route=latest_route)
+    app.add_middleware(RequestMetricsMiddleware, metrics=request_metrics)
     return app
 
 

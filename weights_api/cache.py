@@ -1,9 +1,12 @@
 """The fast path of `GET /v1/weights/latest`: a serialized body, revalidated at most once a second.
 
-Validators poll this endpoint; weights change once a cycle. The response body and its ETag are
-built once per (cycle, created_at). At most once every `ttl_s` one request asks the warehouse
-whether a newer row exists (an index probe on `weights.block`, run in the thread pool); every
-other request is served from memory on the event loop without touching the database.
+Validators poll this endpoint; weights change once a cycle. The response body, its ETag and its
+headers are built once per (cycle, created_at). At most once every `ttl_s` one request asks the
+warehouse whether a newer row exists (an index probe on `weights.block`, run in the thread pool);
+every other request is served from memory on the event loop without touching the database.
+
+`LatestWeightsFastPath` answers those in-memory requests in front of FastAPI's router: routing,
+dependency solving and response classes would otherwise cost more than the rest of the request.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kinitro_dagster.warehouse import Warehouse
 from kinitro_dagster.warehouse.records import WeightsRecord
@@ -24,11 +29,28 @@ from weights_api.models import WeightsMetadata, WeightsResponse, WeightsU16
 log = logging.getLogger(__name__)
 
 
+LATEST_PATH = "/v1/weights/latest"
+LATEST_CACHE_CONTROL = "no-cache"  # clients may keep the body but must revalidate (ETag) before using it
+
+
 @dataclass(frozen=True)
 class SerializedWeights:
     version: tuple[str, datetime]  # (cycle_key, created_at)
     body: bytes
     etag: str
+
+    @cached_property
+    def headers_304(self) -> list[tuple[bytes, bytes]]:
+        """ASGI headers of the latest-weights path's 304 (what the FastAPI route sends too)."""
+        return [(b"etag", self.etag.encode()), (b"cache-control", LATEST_CACHE_CONTROL.encode())]
+
+    @cached_property
+    def headers_200(self) -> list[tuple[bytes, bytes]]:
+        return [
+            *self.headers_304,
+            (b"content-length", str(len(self.body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
 
 
 def weights_response(record: WeightsRecord) -> WeightsResponse:
@@ -89,6 +111,13 @@ class LatestWeightsCache:
                 await run_in_threadpool(self._revalidate)
         return self._entry
 
+    def peek(self) -> SerializedWeights | None:
+        """The cached weights when `get()` would return them without waiting (fresh, or being
+        revalidated by another request); None when a caller has to go through `get()`."""
+        if self._entry is not None and (self._fresh() or self._lock.locked()):
+            return self._entry
+        return None
+
     def _fresh(self) -> bool:
         return self._checked_at is not None and time.monotonic() - self._checked_at < self._ttl_s
 
@@ -110,3 +139,39 @@ class LatestWeightsCache:
                 raise
             log.exception("latest weights: revalidation failed; serving the cached weights")
         self._checked_at = time.monotonic()
+
+
+class LatestWeightsFastPath:
+    """Pure ASGI: answers `GET /v1/weights/latest` (and its 304) from the cache.
+
+    Only when `LatestWeightsCache.peek()` has the weights; every other case (stale cache, nothing
+    published, a database error, any other path or method) goes on to the app, whose route
+    revalidates and answers 200, 404 or 503. `route` is set in the scope so request metrics label
+    these requests like the route's.
+    """
+
+    def __init__(self, app: ASGIApp, cache: LatestWeightsCache, route: object | None = None) -> None:
+        self.app = app
+        self.cache = cache
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        entry = None
+        if scope["type"] == "http" and scope["path"] == LATEST_PATH and scope["method"] == "GET":
+            entry = self.cache.peek()
+        if entry is None:
+            await self.app(scope, receive, send)
+            return
+        if self.route is not None:
+            scope["route"] = self.route
+        if etag_matches(_header(scope, b"if-none-match"), entry.etag):
+            await send({"type": "http.response.start", "status": 304, "headers": entry.headers_304})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": entry.headers_200})
+        await send({"type": "http.response.body", "body": entry.body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    values = [value.decode("latin-1") for key, value in scope["headers"] if key.lower() == name]
+    return ", ".join(values) if values else None  # repeated headers are one comma-separated list

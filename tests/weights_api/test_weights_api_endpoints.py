@@ -53,6 +53,8 @@ def _fill(warehouse: Warehouse) -> None:
         ("/v1/weights/12300", "no weights found for block 12300"),
         ("/v1/scores/latest", "no cycle has been scored yet"),
         ("/v1/scores/0000012300", "no evaluation cycle 0000012300"),
+        ("/v1/weights/9223372036854775807", "no weights found for block 9223372036854775807"),
+        ("/v1/scores/9999999999999999999", "no evaluation cycle 9999999999999999999"),  # beyond BIGINT
     ],
 )
 def test_empty_warehouse_answers_404_with_a_reason(client: TestClient, path: str, detail: str) -> None:

@@ -99,6 +99,40 @@ def test_revalidation_is_one_indexed_probe_and_picks_up_new_weights(
     assert "FROM weights" in probe and "ORDER BY weights.block DESC" in probe and "LIMIT" in probe
 
 
+def test_the_in_memory_fast_path_answers_exactly_like_the_route(
+    warehouse: Warehouse, make_client: Callable[..., TestClient]
+) -> None:
+    _publish(warehouse, 100)
+    client = make_client(warehouse=warehouse, latest_weights_ttl_s=60.0)
+
+    via_route = client.get("/v1/weights/latest")  # cold cache: the FastAPI route fills it
+    via_fast_path = client.get("/v1/weights/latest?client=validator")  # fresh cache: answered in front of FastAPI
+    not_modified = client.get("/v1/weights/latest", headers={"If-None-Match": via_route.headers["etag"]})
+
+    assert via_route.status_code == via_fast_path.status_code == 200
+    assert via_fast_path.content == via_route.content
+    for header in ("etag", "cache-control", "content-type", "content-length"):
+        assert via_fast_path.headers[header] == via_route.headers[header], header
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    assert not_modified.headers["etag"] == via_route.headers["etag"]
+    assert client.post("/v1/weights/latest").status_code == 405  # only GET takes the fast path
+
+
+def test_fast_path_requests_are_counted_under_the_route(
+    warehouse: Warehouse, make_client: Callable[..., TestClient]
+) -> None:
+    _publish(warehouse, 100)
+    client = make_client(warehouse=warehouse, latest_weights_ttl_s=60.0)
+    for _ in range(3):
+        client.get("/v1/weights/latest")
+    client.get("/v1/weights/latest", headers={"If-None-Match": client.get("/v1/weights/latest").headers["etag"]})
+
+    text = client.get("/metrics").text
+
+    assert 'kinitro_api_requests_total{method="GET",route="/v1/weights/latest",status="200"} 4.0' in text
+    assert 'kinitro_api_requests_total{method="GET",route="/v1/weights/latest",status="304"} 1.0' in text
+
+
 def test_a_database_failure_keeps_serving_the_cached_weights(
     warehouse: Warehouse, make_client: Callable[..., TestClient]
 ) -> None:
