@@ -40,6 +40,8 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (load generator of benchmarks/bench_api.py)"; \
+		apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	@for b in benchmarks/bench_*.py; do $(VENV)/bin/python $$b; done
 
 clean:
