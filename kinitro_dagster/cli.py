@@ -108,6 +108,10 @@ def api(
         settings = ApiSettings(**overrides)
         configure_logging(settings.log_level, settings.json_logs)
         app = create_app(settings)
+        # An unreachable server or refused login is one line and exit 1. Missing tables are not
+        # fatal (`kinitro dev` starts the API before the first run creates them): the app logs
+        # the fix and answers 503 until they exist.
+        app.state.warehouse.ping()
     uvicorn.run(
         app,
         host=settings.host,
