@@ -34,6 +34,7 @@ def demo() -> None:
     from kinitro_dagster.demo import leaderboard, run_demo
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     click.echo("Kinitro demo: local miners, file chain, SQLite warehouse, Dagster instance under DAGSTER_HOME")
     cycle = run_demo()
     from kinitro_dagster.settings import SchedulerSettings

@@ -31,10 +31,15 @@ DEMO_ENVIRONMENT = {
     "KINITRO_SCHEDULER_ENV_IDS": '["' + '","'.join(DEMO_ENV_IDS) + '"]',
     "KINITRO_SCHEDULER_EPISODES_PER_ENV": "3",
     "KINITRO_SCHEDULER_EVAL_INTERVAL_SECONDS": "3600",
+    # The demo policies act on the privileged state, so the demo leaves the cameras off (rendering
+    # is most of an episode's cost); KINITRO_EXECUTOR_USE_IMAGES=true sends them.
+    "KINITRO_EXECUTOR_USE_IMAGES": "false",
     "HF_HUB_OFFLINE": "1",
     "MUJOCO_GL": "egl",
 }
 FIRST_HEAD_BLOCK = 1200
+# The demo prints its own progress; Dagster's per-event console lines stay in the run's logs (UI).
+QUIET_DAGSTER_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,9 @@ def run_cycle(defs: Definitions, instance: DagsterInstance, cycle: str) -> None:
 def _run(defs: Definitions, instance: DagsterInstance, job_name: str, partition_key: str) -> None:
     started = time.monotonic()
     print(f"  {job_name} [{partition_key}] ...", flush=True)
-    result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, partition_key=partition_key)
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, partition_key=partition_key, run_config=QUIET_DAGSTER_CONSOLE
+    )
     if not result.success:
         raise RuntimeError(f"{job_name} [{partition_key}] failed: see the run in the Dagster UI (make dev)")
     print(f"  {job_name} [{partition_key}] done in {time.monotonic() - started:.1f}s", flush=True)
