@@ -24,8 +24,7 @@ ROWS_CHECK = "episode_rows_complete"
                                    description="One row per evaluated miner × episode, no more, no less.")],
     group_name="evaluation",
     kinds={"mujoco"},
-    tags={"kinitro/kind": "episodes"},
-    op_tags={"kinitro/kind": "episodes"},
+    pool="episodes",  # dagster.yaml limits how many episode partitions run at once
     description="Episodes of one env for every evaluated miner of the cycle (same seeds for all).",
 )
 def episode_results(

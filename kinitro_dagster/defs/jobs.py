@@ -16,7 +16,7 @@ open_cycle_job = dg.define_asset_job(
 evaluate_env_job = dg.define_asset_job(
     "evaluate_env", selection=[episode_results],
     # A partition is idempotent (its rows are replaced), so a failed run is simply run again.
-    tags={"kinitro/kind": "episodes", "dagster/max_retries": "1"},
+    tags={"dagster/max_retries": "1"},
     description="Play one env's episodes for every miner of a cycle.",
 )
 score_cycle_job = dg.define_asset_job(
