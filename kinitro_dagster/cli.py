@@ -55,6 +55,10 @@ def dev(ui_port: int, api_port: int) -> None:
     from kinitro_dagster.demo import REPO_ROOT, apply_demo_environment
 
     apply_demo_environment()
+    from kinitro_dagster.settings import SchedulerSettings
+    from kinitro_dagster.warehouse import Warehouse
+
+    Warehouse(SchedulerSettings().database_url).migrate()  # the API serves from the first second
     bin_dir = Path(sys.executable).parent
     processes = [
         subprocess.Popen([str(bin_dir / "dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"),

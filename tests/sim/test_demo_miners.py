@@ -74,7 +74,8 @@ def test_miner_directories_follow_the_template_and_report_health(servers: dict[s
 
 def test_scripted_expert_solves_pick_place_over_http(servers: dict[str, str], pick_place_envs) -> None:
     records = play(servers["scripted_expert"], pick_place_envs[SHORT], [31, 32])
-    assert [(r.success, r.error_kind, r.steps) for r in records] == [(True, None, 120)] * 2
+    assert [(r.success, r.error_kind) for r in records] == [(True, None)] * 2
+    assert all(0 < r.steps < 120 for r in records)  # the episode ends at the first success
 
 
 def test_random_policy_takes_full_image_observations(servers: dict[str, str], pick_place_envs) -> None:
