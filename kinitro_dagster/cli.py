@@ -49,6 +49,7 @@ def demo() -> None:
 @click.option("--api-port", default=8000, show_default=True, help="Weights API port.")
 def dev(ui_port: int, api_port: int) -> None:
     """Start `dagster dev` (UI + daemon) on this workspace and the weights API, until Ctrl-C."""
+    import signal
     import subprocess
     import sys
 
@@ -67,6 +68,7 @@ def dev(ui_port: int, api_port: int) -> None:
                          cwd=REPO_ROOT),
     ]
     click.echo(f"Dagster UI http://127.0.0.1:{ui_port}  weights API http://127.0.0.1:{api_port}  (Ctrl-C stops both)")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a plain `kill` also stops both
     try:
         while all(p.poll() is None for p in processes):
             time.sleep(1)
@@ -487,3 +489,32 @@ def _describe_episode(record, first_success: int | None) -> str:
     if record.error_kind:
         text += f"\n  ended by {record.error_kind}: {record.error}"
     return text
+
+
+# --- env build: images for docker eval mode (owner: deployments) -------------------------------
+
+
+@env.group("build")
+def env_build() -> None:
+    """Build the container images that KINITRO_EXECUTOR_EVAL_MODE=docker runs."""
+
+
+@env_build.command("miner")
+@click.option("--tag", default=None, help="Image tag [default: KINITRO_EXECUTOR_MINER_DEPLOYMENT_IMAGE].")
+@click.option("--base-image", default=None,
+              help="Base image (ARG BASE_IMAGE) [default: kinitro/base:trixie if this docker host has it "
+                   "(sim_images/base/build-base.sh makes it without a registry), else python:3.12-slim].")
+@click.option("--metaworld/--no-metaworld", default=True, show_default=True,
+              help="Include MuJoCo + MetaWorld, which the demo's scripted experts need (~250 MB).")
+def env_build_miner(tag: str | None, base_image: str | None, metaworld: bool) -> None:
+    """Build the miner-runner image (sim_images/miner-runner) that serves policies in docker mode."""
+    from kinitro_dagster.miners.docker_deployment import DockerSetupError, build_runner_image
+    from kinitro_dagster.settings import ExecutorSettings
+
+    tag = tag or ExecutorSettings().miner_deployment_image
+    started = time.monotonic()
+    try:
+        image_id = build_runner_image(tag, base_image=base_image, with_metaworld=metaworld, echo=click.echo)
+    except DockerSetupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"built {tag} ({image_id[:19]}) in {time.monotonic() - started:.0f} s")
