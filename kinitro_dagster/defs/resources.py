@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 
 from kinitro_dagster.miners.chain import ChainReader, FileChain
+from kinitro_dagster.miners.docker_deployment import DockerOptions
 from kinitro_dagster.miners.hub import Snapshot, fetch_snapshot
 from kinitro_dagster.miners.policy_client import ClientSettings
 from kinitro_dagster.settings import DEMO_SEED_SECRET, ExecutorSettings, SchedulerSettings, state_dir
@@ -85,7 +86,12 @@ class CycleConfig(dg.ConfigurableResource):
 
 
 class Evaluator(dg.ConfigurableResource):
-    """Deploys the cycle's policies and plays their episodes on one env."""
+    """Deploys the cycle's policies and plays their episodes on one env.
+
+    `eval_mode`: "local" runs each policy as a subprocess (not isolated: development and the demo);
+    "docker" runs it sandboxed in the miner-runner image (`kinitro env build miner`), with the
+    `miner_*` limits, reusing a (repo, revision)'s container for `miner_ttl_s`.
+    """
 
     eval_mode: str = "local"
     max_timesteps: int = 500
@@ -95,21 +101,32 @@ class Evaluator(dg.ConfigurableResource):
     max_workers: int | None = None
     warmup_timeout_s: float = 120.0
     eval_timeout_s: float = 300.0  # one episode's wall-clock budget
+    miner_image: str = "kinitro/miner-runner:v1"
+    miner_cpus: float = 1.0
+    miner_memory: str = "4Gi"
+    miner_ttl_s: float = 600.0
 
     def env_config(self) -> EnvConfig:
         return EnvConfig(max_steps=self.max_timesteps, use_images=self.use_images,
                          privileged_state=self.privileged_state)
 
-    def evaluate(self, env_id: str, policies: list[PolicyUnderTest], seeds: list[int]) -> list[EpisodeRecord]:
-        if self.eval_mode != "local":
-            raise NotImplementedError(
-                f"eval mode {self.eval_mode!r} is not available in this build; use KINITRO_EXECUTOR_EVAL_MODE=local"
+    def docker_options(self) -> DockerOptions | None:
+        """Container settings in docker mode; None in local mode."""
+        if self.eval_mode == "local":
+            return None
+        if self.eval_mode != "docker":
+            raise ValueError(
+                f"eval mode {self.eval_mode!r} is unknown; set KINITRO_EXECUTOR_EVAL_MODE to local or docker"
             )
+        return DockerOptions(image=self.miner_image, cpus=self.miner_cpus, memory=self.miner_memory,
+                             ttl_s=self.miner_ttl_s, warmup_timeout_s=self.warmup_timeout_s)
+
+    def evaluate(self, env_id: str, policies: list[PolicyUnderTest], seeds: list[int]) -> list[EpisodeRecord]:
         return evaluate_env_partition(
             env_id, policies, seeds, self.env_config(),
             client_settings=ClientSettings(act_timeout_s=self.action_timeout_s),
             warmup_timeout_s=self.warmup_timeout_s, episode_timeout_s=self.eval_timeout_s,
-            max_workers=self.max_workers,
+            max_workers=self.max_workers, docker=self.docker_options(),
         )
 
 
@@ -144,5 +161,7 @@ def build_resources(
             action_timeout_s=executor.action_timeout, use_images=executor.use_images,
             privileged_state=executor.privileged_state, max_workers=executor.max_workers,
             warmup_timeout_s=executor.miner_deployment_warmup_timeout, eval_timeout_s=executor.eval_timeout,
+            miner_image=executor.miner_deployment_image, miner_cpus=executor.miner_deployment_cpu,
+            miner_memory=executor.miner_deployment_memory, miner_ttl_s=executor.miner_deployment_ttl_seconds,
         ),
     }

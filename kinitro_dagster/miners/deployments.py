@@ -3,8 +3,9 @@
 `LocalDeployment` runs the miner template's server (`uvicorn server:app`) as a subprocess of this
 one. **Local mode is NOT isolated**: the miner's code runs as this user, with this machine's
 network and files. It is for development, tests and the demo with bundled policies; never point it
-at untrusted miners. A `docker` mode (read-only snapshot, no network route, CPU/memory limits) will
-live in this module behind the same `Deployment` interface.
+at untrusted miners. The isolated `docker` mode (`DockerDeployment` in
+`kinitro_dagster.miners.docker_deployment`: no network, read-only snapshot and root fs, non-root,
+CPU/memory/process limits) implements the same `Deployment` interface.
 
 Every local server runs in its own process group and is stopped with the whole group (SIGTERM,
 then SIGKILL). A server whose deployment object is dropped unstopped, or still running when the
@@ -46,7 +47,11 @@ class DeploymentError(RuntimeError):
 
 @runtime_checkable
 class Deployment(Protocol):
-    """A running policy server, whatever runs it (local subprocess now, docker later)."""
+    """A running policy server, whatever runs it (a local subprocess or a docker container).
+
+    `start()` is `launch()` then `wait_until_healthy()`; `start_all` calls the two halves so that
+    many servers warm up at once.
+    """
 
     @property
     def base_url(self) -> str: ...
@@ -57,6 +62,14 @@ class Deployment(Protocol):
         ...
 
     def start(self) -> None: ...
+
+    def launch(self) -> None:
+        """Start the server without waiting for it to answer."""
+        ...
+
+    def wait_until_healthy(self) -> None:
+        """Block until `GET /health` answers within the warm-up timeout; stop it and raise DeploymentError if not."""
+        ...
 
     def stop(self) -> None: ...
 
@@ -246,22 +259,27 @@ class LocalDeployment:
         )
 
 
-def start_all(deployments: Sequence[LocalDeployment]) -> list[DeploymentError | None]:
+def start_all(deployments: Sequence[Deployment]) -> list[DeploymentError | None]:
     """Start many servers at once (their warm-ups overlap); one entry per deployment, None if it started.
 
     A deployment that fails is stopped and its error returned, so one broken miner never keeps
     the others from being evaluated.
     """
-    for deployment in deployments:
-        deployment.launch()
     errors: list[DeploymentError | None] = []
     for deployment in deployments:
         try:
-            deployment.wait_until_healthy()
+            deployment.launch()
             errors.append(None)
-        except DeploymentError as error:
-            logger.warning("policy server failed to start: %s", str(error).splitlines()[0])
+        except DeploymentError as error:  # e.g. docker mode: the image is missing, the snapshot unusable
             errors.append(error)
+    for i, deployment in enumerate(deployments):
+        if errors[i] is None:
+            try:
+                deployment.wait_until_healthy()
+            except DeploymentError as error:
+                errors[i] = error
+        if errors[i] is not None:
+            logger.warning("policy server failed to start: %s", str(errors[i]).splitlines()[0])
     return errors
 
 

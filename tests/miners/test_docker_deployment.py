@@ -1,0 +1,442 @@
+"""Docker mode on a real dockerd: sandboxed policy containers, the deployment cache, hostile policies.
+
+The `docker`-marked tests need root, dockerd and the images; the session fixture makes them
+(`sim_images/setup-docker.sh`: installs docker.io, starts dockerd, builds the base and
+miner-runner images) and FAILS if it cannot: CI runs these, so a silent skip would hide a broken
+setup. Deselect with -m "not docker". The unmarked tests at the top need no docker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kinitro_dagster.miners.deployments import Deployment, DeploymentError, process_is_alive
+from kinitro_dagster.miners.docker_deployment import (
+    LABEL,
+    POLICY_UID,
+    DeploymentPool,
+    DockerDeployment,
+    DockerOptions,
+    DockerSetupError,
+    hub_identity,
+    owner_id,
+    parse_memory,
+    policy_mount,
+)
+from kinitro_dagster.miners.hub import fetch_snapshot, publish_to_cache
+from kinitro_dagster.miners.policy_client import ClientSettings, PolicyClient, PolicyError
+from kinitro_dagster.sim.base import EnvConfig
+from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition
+
+REPO = Path(__file__).resolve().parents[2]
+MINERS = REPO / "examples" / "miners"
+HOSTILE = REPO / "tests" / "fixtures" / "policies" / "hostile"
+IMAGE = os.environ.get("KINITRO_EXECUTOR_MINER_DEPLOYMENT_IMAGE", "kinitro/miner-runner:v1")
+ENV_ID = "metaworld/reach-v3"
+SHORT = EnvConfig(max_steps=20, use_images=False)
+
+
+# -- no docker needed --------------------------------------------------------------------------
+
+
+def test_memory_sizes_read_as_docker_reads_them():
+    assert parse_memory("4Gi") == parse_memory("4g") == parse_memory("4GB") == 4 * 2**30
+    assert parse_memory("512Mi") == parse_memory("512m") == 512 * 2**20
+    assert parse_memory("1048576") == 2**20
+    with pytest.raises(ValueError, match="not a size"):
+        parse_memory("lots")
+
+
+def test_hub_snapshot_mounts_its_cache_folder_so_links_resolve(tmp_path):
+    cache = tmp_path / "hub"
+    revision = publish_to_cache(MINERS / "random_policy", "alice/policy", cache_dir=cache)
+    snapshot = fetch_snapshot("alice/policy", revision, cache_dir=cache).path
+    source, inside = policy_mount(snapshot)
+    assert source == (cache / "models--alice--policy").resolve()
+    assert inside == f"/policy/snapshots/{revision}"
+    assert hub_identity(snapshot) == ("alice/policy", revision)
+    assert hub_identity(MINERS / "random_policy") == (None, None)
+    assert policy_mount(MINERS / "random_policy") == (MINERS / "random_policy", "/policy")
+
+
+def test_snapshot_linking_outside_its_folder_is_refused(tmp_path):
+    policy = tmp_path / "policy"
+    shutil.copytree(MINERS / "random_policy", policy)
+    (tmp_path / "secret").write_text("host file")
+    (policy / "weights.bin").symlink_to("../secret")
+    with pytest.raises(DeploymentError, match="outside"):
+        policy_mount(policy)
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+
+def _docker_ready(image: str) -> bool:
+    try:
+        subprocess.run(["docker", "image", "inspect", image], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> Iterator[str]:
+    """A running dockerd with the miner-runner image; made by sim_images/setup-docker.sh if missing."""
+    if not _docker_ready(IMAGE):
+        setup = subprocess.run([str(REPO / "sim_images" / "setup-docker.sh")], capture_output=True, text=True,
+                               env={**os.environ, "KINITRO": str(Path(sys.executable).parent / "kinitro")},
+                               timeout=1200)  # fmt: skip
+        if setup.returncode != 0 or not _docker_ready(IMAGE):
+            pytest.fail(
+                f"docker mode tests need dockerd and {IMAGE}; sim_images/setup-docker.sh (needs root) failed:\n"
+                f"{setup.stdout[-2000:]}\n{setup.stderr[-3000:]}\nFix that, or deselect with -m 'not docker'.",
+                pytrace=False,
+            )
+    yield IMAGE
+    leftovers = _our_containers()
+    assert not leftovers, f"policy containers outlived the tests: {leftovers}"
+
+
+def _our_containers() -> list[str]:
+    """Policy containers started by this test process (other sessions on the machine have their own)."""
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={LABEL}=1", "--filter", f"label=kinitro.owner={owner_id()}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return out.split()
+
+
+class RecordingPool(DeploymentPool):
+    """A deployment cache that remembers what it handed out and each container's last state."""
+
+    def __init__(self) -> None:
+        super().__init__(prune=False)
+        self.seen: list[DockerDeployment] = []
+        self.final_state: dict[str, dict] = {}
+
+    def acquire(self, *args, **kwargs) -> DockerDeployment:
+        deployment = super().acquire(*args, **kwargs)
+        self.seen.append(deployment)
+        return deployment
+
+    def release(self, deployments, *, failed: bool = False) -> None:
+        deployments = list(deployments)
+        for deployment in deployments:
+            self.final_state[deployment.repo] = deployment.state()
+        super().release(deployments, failed=failed)
+
+
+def publish(source: Path, repo: str, cache: Path, extra_files: dict[str, str] | None = None) -> PolicyUnderTest:
+    """A snapshot of `source` (plus `extra_files`) in a hub cache, fetched as the evaluator would."""
+    if extra_files:
+        staged = cache.parent / "staged" / repo.replace("/", "--")
+        shutil.copytree(source, staged, ignore=shutil.ignore_patterns("__pycache__"))
+        for name, text in extra_files.items():
+            (staged / name).write_text(text)
+        source = staged
+    snapshot = fetch_snapshot(repo, publish_to_cache(source, repo, cache_dir=cache), cache_dir=cache)
+    return PolicyUnderTest(uid=0, policy_dir=snapshot.path, repo=snapshot.repo, revision=snapshot.revision)
+
+
+def host_ip() -> str:
+    """This host's address on its main interface (a container with a network could reach it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("1.1.1.1", 53))  # no packet is sent: this only picks a route
+            return probe.getsockname()[0]
+        except OSError:
+            return socket.gethostbyname(socket.gethostname())
+
+
+@pytest.fixture
+def host_listener() -> Iterator[tuple[int, list]]:
+    """A TCP service on every host interface; records who connected."""
+    server = socket.create_server(("0.0.0.0", 0))
+    server.settimeout(0.2)
+    connections: list = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, peer = server.accept()
+            except TimeoutError:
+                continue
+            connections.append(peer)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], connections
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def probe_targets(port: int, sentinel: Path, other_snapshot: Path) -> dict:
+    ip = host_ip()
+    return {
+        "tcp": [["1.1.1.1", 443], ["8.8.8.8", 53], ["127.0.0.1", 5432], [ip, 5432], ["172.17.0.1", 5432],
+                [ip, port], ["172.17.0.1", port], ["127.0.0.1", port]],
+        "dns": ["pypi.org", "huggingface.co"],
+        "read": ["/etc/shadow", str(sentinel), str(other_snapshot / "policy.py"), "/var/run/docker.sock",
+                 str(REPO / "pyproject.toml"), "/root/.bash_history"],
+        "write": ["/policy/pwned", "/etc/pwned", "/usr/pwned", "/pwned", str(sentinel)],
+    }  # fmt: skip
+
+
+def uid_processes(uid: int) -> list[int]:
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            line = next(x for x in status.read_text().splitlines() if x.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(line.split()[1]) == uid:
+            pids.append(int(status.parent.name))
+    return pids
+
+
+# -- a policy in the sandbox -------------------------------------------------------------------
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_hub_snapshot_plays_an_episode_in_docker_mode_and_is_torn_down(docker_image, tmp_path):
+    from kinitro_dagster.defs.resources import Evaluator
+
+    policy = publish(MINERS / "random_policy", "alice/random", tmp_path / "hub")
+    evaluator = Evaluator(eval_mode="docker", miner_image=docker_image, miner_ttl_s=0, miner_memory="1Gi",
+                          max_timesteps=20, use_images=False, max_workers=1)  # fmt: skip
+    records = evaluator.evaluate(ENV_ID, [policy], seeds=[11])
+    assert [(r.uid, r.steps, r.error_kind) for r in records] == [(0, 20, None)]
+    assert _our_containers() == []  # ttl 0: torn down at the end of the partition
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_container_runs_sandboxed_and_stop_removes_it(docker_image, tmp_path):
+    import docker
+
+    policy = publish(MINERS / "random_policy", "alice/random", tmp_path / "hub")
+    options = DockerOptions(image=docker_image, cpus=0.5, memory="768Mi", pids_limit=64, ttl_s=0)
+    deployment = DockerDeployment(policy.policy_dir, options=options)
+    assert isinstance(deployment, Deployment)
+    with deployment:
+        assert (deployment.repo, deployment.revision) == ("alice/random", policy.revision)
+        assert deployment.base_url.startswith("http+unix://")
+        assert deployment.pid is not None and process_is_alive(deployment.pid)
+        with PolicyClient(deployment.base_url) as client:
+            assert client.health()["status"] == "healthy"
+        info = docker.from_env().containers.get(deployment.container_id).attrs
+        host = info["HostConfig"]
+        assert host["NetworkMode"] == "none"
+        assert host["ReadonlyRootfs"] is True
+        assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+        assert host["Memory"] == host["MemorySwap"] == 768 * 2**20
+        assert host["NanoCpus"] == 5 * 10**8 and host["PidsLimit"] == 64
+        assert info["Config"]["User"] == f"{POLICY_UID}:{POLICY_UID}"
+        assert info["Config"]["Labels"]["kinitro.revision"] == policy.revision
+        mounts = {m["Destination"]: m for m in info["Mounts"]}
+        assert mounts["/policy"]["RW"] is False
+        container_id, run_dir, pid = deployment.container_id, deployment.socket_path.parent.parent, deployment.pid
+    assert not deployment.is_alive()
+    with pytest.raises(docker.errors.NotFound):
+        docker.from_env().containers.get(container_id)
+    assert not run_dir.exists()
+    assert not process_is_alive(pid)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_missing_image_fails_the_partition_with_a_build_hint(docker_image, tmp_path):
+    policy = publish(MINERS / "random_policy", "alice/random", tmp_path / "hub")
+    with pytest.raises(DockerSetupError, match="kinitro env build miner"):
+        evaluate_env_partition(ENV_ID, [policy], [1], SHORT, docker=DockerOptions(image="kinitro/no-such-image:0"),
+                               docker_pool=RecordingPool())  # fmt: skip
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_policy_that_cannot_start_read_only_fails_warm_up_with_its_log(docker_image, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "server.py").write_text("open('/policy/cache.bin', 'w')  # downloads weights at import\n")
+    deployment = DockerDeployment(broken, options=DockerOptions(image=docker_image, warmup_timeout_s=60))
+    with pytest.raises(DeploymentError, match=r"(?s)exited with code.*Read-only file system"):
+        deployment.start()
+    assert deployment.container_id[:12] not in _our_containers()
+
+
+# -- hostile policies --------------------------------------------------------------------------
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_probes_from_inside_reach_no_network_host_service_or_host_file(docker_image, tmp_path, host_listener):
+    port, connections = host_listener
+    sentinel = tmp_path / "host-secret.txt"
+    sentinel.write_text("only the host may read this")
+    other = publish(MINERS / "random_policy", "bob/other", tmp_path / "hub")
+    targets = probe_targets(port, sentinel, other.policy_dir)
+    files = {"MODE": "probe", "targets.json": json.dumps(targets)}
+    hostile = publish(HOSTILE, "mallory/probe", tmp_path / "hub", files)
+
+    options = DockerOptions(image=docker_image)
+    with DockerDeployment(hostile.policy_dir, options=options) as deployment, PolicyClient(
+        deployment.base_url, act_timeout_s=60
+    ) as client:
+        with pytest.raises(PolicyError, match="HTTP 500"):  # the hostile policy fails its own episode
+            client.act({})
+        results = client.health()["probes"]
+    escaped = {name: outcome for name, outcome in results.items() if not outcome.startswith("blocked")}
+    assert escaped == {}, f"escaped the sandbox: {escaped}"
+    assert len(results) == sum(map(len, targets.values())) + 2  # + setuid and capabilities
+    assert connections == [] and sentinel.read_text() == "only the host may read this"
+
+    # Control: the same probes in a container that does have a network reach the host's service,
+    # so a sandbox that leaked would have been caught above.
+    import docker
+
+    output = docker.from_env().containers.run(
+        docker_image, ["python", "/probe/probes.py"], network_mode="bridge", remove=True, user=f"{POLICY_UID}",
+        volumes={str(tmp_path / "staged" / "mallory--probe"): {"bind": "/probe", "mode": "ro"}},
+    )  # fmt: skip
+    control = json.loads(output)
+    assert control[f"tcp 172.17.0.1:{port}"].startswith("escaped"), control
+    assert connections, "the control container's connection never reached the host listener"
+
+
+HOSTILE_MODES = ("probe", "memory", "fork", "disk")
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_hostile_policies_fail_their_own_episodes_and_harm_nothing_else(docker_image, tmp_path, host_listener):
+    port, connections = host_listener
+    sentinel = tmp_path / "host-secret.txt"
+    sentinel.write_text("only the host may read this")
+    cache = tmp_path / "hub"
+    good = publish(MINERS / "random_policy", "alice/good", cache)
+    targets = json.dumps(probe_targets(port, sentinel, good.policy_dir))
+    policies = [PolicyUnderTest(1, good.policy_dir, good.repo, good.revision)]
+    for uid, mode in enumerate(HOSTILE_MODES, start=2):
+        hostile = publish(HOSTILE, f"mallory/{mode}", cache, {"MODE": mode, "targets.json": targets})
+        policies.append(PolicyUnderTest(uid, hostile.policy_dir, hostile.repo, hostile.revision))
+    shm_before = set(Path("/dev/shm").glob("kinitro-policy-*"))
+    pool = RecordingPool()
+    options = DockerOptions(image=docker_image, cpus=0.5, memory="512Mi", pids_limit=64, ttl_s=0)
+
+    records = evaluate_env_partition(ENV_ID, policies, [1, 2], SHORT, docker=options, docker_pool=pool,
+                                     client_settings=ClientSettings(act_timeout_s=5.0))  # fmt: skip
+
+    by_uid = {uid: [r for r in records if r.uid == uid] for uid in range(1, 2 + len(HOSTILE_MODES))}
+    assert [(r.steps, r.error_kind) for r in by_uid[1]] == [(20, None), (20, None)], by_uid[1]
+    for uid, mode in enumerate(HOSTILE_MODES, start=2):
+        assert len(by_uid[uid]) == 2 and all(r.error_kind and not r.success for r in by_uid[uid]), (mode, by_uid[uid])
+    errors = {mode: by_uid[uid][0].error for uid, mode in enumerate(HOSTILE_MODES, start=2)}
+    assert '"escaped": []' in errors["probe"], errors["probe"]
+    fork = json.loads(errors["fork"].partition("HTTP 500: ")[2].strip("'"))
+    assert fork["refused"] == "BlockingIOError" and fork["forks"] < 64, fork
+    assert pool.final_state["mallory/memory"]["OOMKilled"] is True  # killed at 512 MiB, nothing else
+    disk = json.loads(errors["disk"].partition("HTTP 500: ")[2].strip("'"))
+    assert "256 MiB then OSError" in disk["tmp"], disk  # /tmp is a 256 MiB tmpfs (and counts as its memory)
+    assert disk["socket_dir"].endswith("PermissionError"), disk  # sealed once the policy was serving
+    assert {r.error_kind for r in by_uid[3]} == {"crashed"}
+
+    # Nothing outlives the partition (ttl 0) or leaked onto the host.
+    assert _our_containers() == []
+    assert uid_processes(POLICY_UID) == []
+    assert set(Path("/dev/shm").glob("kinitro-policy-*")) <= shm_before
+    assert all(not d.socket_path.parent.parent.exists() for d in pool.seen)
+    assert connections == [] and sentinel.read_text() == "only the host may read this"
+    assert socket.create_connection(("127.0.0.1", 5432), timeout=5)  # the host's PostgreSQL is fine
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_log_flood_costs_the_policy_its_memory_and_the_host_nothing(docker_image, tmp_path):
+    dockerd = int(subprocess.run(["pgrep", "-o", "-x", "dockerd"], capture_output=True, text=True).stdout.split()[0])
+    hostile = publish(HOSTILE, "mallory/logs", tmp_path / "hub", {"MODE": "logs"})
+    options = DockerOptions(image=docker_image, cpus=0.5, memory="256Mi")
+    with DockerDeployment(hostile.policy_dir, options=options) as deployment:
+        run_dir = deployment.socket_path.parent.parent
+        before = cpu_seconds(dockerd)
+        with PolicyClient(deployment.base_url) as client, pytest.raises(PolicyError, match="HTTP 500"):
+            client.act({})
+        deadline = time.monotonic() + 30
+        while deployment.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert deployment.state()["OOMKilled"] is True  # its log file counted against its own memory
+        spent = cpu_seconds(dockerd) - before
+    assert spent < 0.5, f"dockerd spent {spent:.2f} s of CPU on a policy's output"
+    assert deployment.last_log.endswith("x\n")  # the log's tail is still there for error messages
+    assert not run_dir.exists()
+
+
+# -- the deployment cache ----------------------------------------------------------------------
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_cache_reuses_a_running_deployment_and_replaces_a_crashed_one(docker_image, tmp_path):
+    cache = tmp_path / "hub"
+    good = publish(MINERS / "random_policy", "alice/good", cache)
+    memory = publish(HOSTILE, "mallory/memory", cache, {"MODE": "memory"})
+    policies = [PolicyUnderTest(1, good.policy_dir, good.repo, good.revision),
+                PolicyUnderTest(2, memory.policy_dir, memory.repo, memory.revision)]  # fmt: skip
+    pool = RecordingPool()
+    options = DockerOptions(image=docker_image, memory="512Mi", ttl_s=600)
+    config = EnvConfig(max_steps=5, use_images=False)
+    try:
+        for _ in range(2):
+            records = evaluate_env_partition(ENV_ID, policies, [1], config, docker=options, docker_pool=pool,
+                                             client_settings=ClientSettings(act_timeout_s=5.0))  # fmt: skip
+            assert [r.error_kind for r in records] == [None, "crashed"]
+        good_deployments = [d for d in pool.seen if d.repo == "alice/good"]
+        memory_deployments = [d for d in pool.seen if d.repo == "mallory/memory"]
+        assert good_deployments[0] is good_deployments[1] and good_deployments[0].is_alive()  # reused
+        assert memory_deployments[0] is not memory_deployments[1]  # crashed: torn down, deployed anew
+        assert pool.cached() == 1 and len(_our_containers()) == 1
+    finally:
+        pool.close()
+    assert _our_containers() == []
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_containers_of_a_killed_evaluator_are_removed_by_the_next_one(docker_image, tmp_path):
+    script = textwrap.dedent(f"""
+        import os, sys
+        from kinitro_dagster.miners.docker_deployment import DockerDeployment, DockerOptions
+        d = DockerDeployment({str(MINERS / "random_policy")!r}, options=DockerOptions(image={docker_image!r}))
+        d.start()
+        print(d.container_id, flush=True)
+        os._exit(0)  # as SIGKILL would: no atexit, no finalizers
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    container_id = out.stdout.split()[-1]
+    import docker
+
+    client = docker.from_env()
+    assert client.containers.get(container_id).status == "running"  # left behind
+    DeploymentPool(prune=True)._prepare(docker_image)
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(container_id)
