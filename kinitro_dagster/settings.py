@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+# Accepts any case (`debug` as the flag does), stored upper-case for `logging`.
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(lambda v: str(v).upper())]
 
 DEMO_SEED_SECRET = "kinitro-demo-secret-not-for-production"
 

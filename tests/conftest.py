@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -177,3 +178,30 @@ def demo_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: st
     resources = build_resources(scheduler, executor)
     publish_demo_chain(Path(resources["chain"].chain_file), Path(resources["hub"].cache_dir), 100)
     return resources
+
+
+# =============================================================================================
+# Policy servers (owner: rollout / policy client)
+#
+#   running_deployments  a context manager factory: `with running_deployments(named) as servers`
+#                        starts every deployment at once (their warm-ups overlap), fails the test
+#                        if any did not come up, and stops them all afterwards.
+# =============================================================================================
+
+
+@pytest.fixture(scope="session")
+def running_deployments():
+    return _running_deployments
+
+
+@contextlib.contextmanager
+def _running_deployments(named: dict) -> Iterator[dict]:
+    from kinitro_dagster.miners.deployments import start_all
+
+    try:
+        errors = start_all(list(named.values()))
+        assert errors == [None] * len(errors), errors
+        yield named
+    finally:
+        for deployment in named.values():
+            deployment.stop()

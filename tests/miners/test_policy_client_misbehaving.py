@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kinitro_dagster.miners.deployments import LocalDeployment, start_all
+from kinitro_dagster.miners.deployments import LocalDeployment
 from kinitro_dagster.miners.policy_client import ErrorKind, PolicyClient, PolicyError, parse_action
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
@@ -35,15 +35,10 @@ SURVIVORS: dict[str, tuple[str, dict[str, str]]] = {
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[dict[str, LocalDeployment]]:
+def servers(running_deployments) -> Iterator[dict[str, LocalDeployment]]:
     deployments = {name: LocalDeployment(FIXTURES / d, env=env) for name, (d, env) in SURVIVORS.items()}
-    try:
-        errors = start_all(list(deployments.values()))
-        assert errors == [None] * len(errors), errors
-        yield deployments
-    finally:
-        for deployment in deployments.values():
-            deployment.stop()
+    with running_deployments(deployments) as servers:
+        yield servers
 
 
 def first_act_error(deployment: LocalDeployment) -> PolicyError:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kinitro_dagster.miners.deployments import LocalDeployment, start_all
+from kinitro_dagster.miners.deployments import LocalDeployment
 from kinitro_dagster.miners.policy_client import ErrorKind, PolicyClient, PolicyError, unix_socket_url
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
@@ -26,20 +26,15 @@ OBSERVATION = {
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[dict[str, LocalDeployment]]:
+def servers(running_deployments) -> Iterator[dict[str, LocalDeployment]]:
     deployments = {
         "good": LocalDeployment(FIXTURES / "good"),
         "good_chunked": LocalDeployment(FIXTURES / "good", env={"FIXTURE_CHUNKED": "1"}),
         "http_500": LocalDeployment(FIXTURES / "http_500"),
         "template": LocalDeployment(TRIVIAL_TEMPLATE_POLICY),
     }
-    try:
-        errors = start_all(list(deployments.values()))
-        assert errors == [None] * len(errors), errors
-        yield deployments
-    finally:
-        for deployment in deployments.values():
-            deployment.stop()
+    with running_deployments(deployments) as servers:
+        yield servers
 
 
 def test_health_reset_and_act_round_trip(servers):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kinitro_dagster.miners.deployments import LocalDeployment, start_all
+from kinitro_dagster.miners.deployments import LocalDeployment
 from kinitro_dagster.miners.policy_client import ClientSettings, ErrorKind, PolicyClient
 from kinitro_dagster.sim.base import EnvConfig, PolicyAction, make_env
 from kinitro_dagster.sim.rollout import evaluate_miner, run_episode
@@ -46,15 +46,10 @@ SERVERS: dict[str, tuple[Path, dict[str, str]]] = {
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[dict[str, LocalDeployment]]:
+def servers(running_deployments) -> Iterator[dict[str, LocalDeployment]]:
     deployments = {name: LocalDeployment(path, env=env) for name, (path, env) in SERVERS.items()}
-    try:
-        errors = start_all(list(deployments.values()))
-        assert errors == [None] * len(errors), errors
-        yield deployments
-    finally:
-        for deployment in deployments.values():
-            deployment.stop()
+    with running_deployments(deployments) as servers:
+        yield servers
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kinitro_dagster.miners.deployments import LocalDeployment, start_all
+from kinitro_dagster.miners.deployments import LocalDeployment
 from kinitro_dagster.miners.policy_client import ClientSettings, ErrorKind
 from kinitro_dagster.sim.base import EnvConfig, PolicyAction, SimEnv, StepResult, make_env
 from kinitro_dagster.sim.rollout import MinerTarget, evaluate_miner, evaluate_partition
@@ -53,7 +53,7 @@ def segfaulting_env_factory(env_id: str, config: EnvConfig | None) -> SimEnv:
 
 
 @pytest.fixture(scope="module")
-def miners() -> Iterator[dict[str, LocalDeployment]]:
+def miners(running_deployments) -> Iterator[dict[str, LocalDeployment]]:
     deployments = {
         "poison": LocalDeployment(FIXTURES / "poison"),
         "good": LocalDeployment(FIXTURES / "good"),
@@ -61,13 +61,8 @@ def miners() -> Iterator[dict[str, LocalDeployment]]:
         "crash": LocalDeployment(FIXTURES / "crash", env={"CRASH_AFTER_ACTS": "4"}),
         "http_500": LocalDeployment(FIXTURES / "http_500"),
     }
-    try:
-        errors = start_all(list(deployments.values()))
-        assert errors == [None] * len(errors), errors
-        yield deployments
-    finally:
-        for deployment in deployments.values():
-            deployment.stop()
+    with running_deployments(deployments) as servers:
+        yield servers
 
 
 def test_good_miner_is_unaffected_by_bad_miners_and_a_dying_worker(miners, caplog):
