@@ -375,19 +375,21 @@ def cpu_seconds(pid: int) -> float:
 def test_log_flood_costs_the_policy_its_memory_and_the_host_nothing(docker_image, tmp_path):
     dockerd = int(subprocess.run(["pgrep", "-o", "-x", "dockerd"], capture_output=True, text=True).stdout.split()[0])
     hostile = publish(HOSTILE, "mallory/logs", tmp_path / "hub", {"MODE": "logs"})
-    options = DockerOptions(image=docker_image, cpus=0.5, memory="256Mi")
+    options = DockerOptions(image=docker_image, cpus=0.5, memory="1Gi")
     with DockerDeployment(hostile.policy_dir, options=options) as deployment:
         run_dir = deployment.socket_path.parent.parent
-        before = cpu_seconds(dockerd)
+        before, started = cpu_seconds(dockerd), time.monotonic()
         with PolicyClient(deployment.base_url) as client, pytest.raises(PolicyError, match="HTTP 500"):
             client.act({})
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while deployment.is_alive() and time.monotonic() < deadline:
             time.sleep(0.1)
+        flood_s = time.monotonic() - started
         assert deployment.state()["OOMKilled"] is True  # its log file counted against its own memory
         spent = cpu_seconds(dockerd) - before
-    assert spent < 0.5, f"dockerd spent {spent:.2f} s of CPU on a policy's output"
-    assert deployment.last_log.endswith("x\n")  # the log's tail is still there for error messages
+    # Through docker's json-file log driver the same flood cost dockerd ~45 % of a core.
+    assert spent < 0.2 + 0.1 * flood_s, f"dockerd spent {spent:.2f} s of CPU in {flood_s:.1f} s of a policy's output"
+    assert "x" * 100 in deployment.last_log  # the log's tail is still there for error messages
     assert not run_dir.exists()
 
 
