@@ -518,3 +518,56 @@ def env_build_miner(tag: str | None, base_image: str | None, metaworld: bool) ->
     except DockerSetupError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"built {tag} ({image_id[:19]}) in {time.monotonic() - started:.0f} s")
+
+
+# --- env build: evaluator and procthor images for production (owner: deploy) -------------------
+
+# Family -> (Dockerfile dir under sim_images/, default tag). Both are built on the same context by
+# sim_images/evaluator/build.sh (the code, requirements exported from uv.lock, the CA bundle).
+_SIM_IMAGES = {
+    "evaluator": ("evaluator", "kinitro/evaluator:v1"),
+    "metaworld": ("evaluator", "kinitro/evaluator:v1"),  # the evaluator image is the MetaWorld one
+    "procthor": ("procthor", "kinitro/procthor:v1"),
+}
+
+
+def _build_sim_image(family: str, tag: str | None, base_image: str | None, app_dir: str) -> None:
+    import os
+    import subprocess
+
+    from kinitro_dagster.demo import REPO_ROOT
+
+    directory, default_tag = _SIM_IMAGES[family]
+    script = REPO_ROOT / "sim_images" / "evaluator" / "build.sh"
+    if not script.is_file():
+        raise click.ClickException(f"no {script}: build images from a checkout of this repository")
+    env = {**os.environ, "APP_DIR": app_dir, "DOCKERFILE_DIR": str(REPO_ROOT / "sim_images" / directory)}
+    if base_image:
+        env["BASE_IMAGE"] = base_image
+    started = time.monotonic()
+    if subprocess.run([str(script), tag or default_tag], env=env).returncode != 0:
+        raise click.ClickException(f"building the {family} image failed (docker's output above)")
+    click.echo(f"built {tag or default_tag} in {time.monotonic() - started:.0f} s")
+
+
+def _sim_image_command(family: str, help_text: str) -> click.Command:
+    @click.command(family, help=help_text)
+    @click.option("--tag", default=None, help=f"Image tag [default: {_SIM_IMAGES[family][1]}].")
+    @click.option("--base-image", default=None,
+                  help="Base image (ARG BASE_IMAGE) [default: kinitro/base:trixie if this docker host has it, "
+                       "else python:3.12-slim].")
+    @click.option("--app-dir", default="/opt/kinitro", show_default=True,
+                  help="Where the code goes in the image: the launching code location's working directory "
+                       "(the compose stack's /opt/kinitro; a checkout's path when the code server runs on the host).")
+    def command(tag: str | None, base_image: str | None, app_dir: str) -> None:
+        _build_sim_image(family, tag, base_image, app_dir)
+
+    return command
+
+
+for _family, _help in (
+    ("evaluator", "Build the evaluator image (code server, run worker, MetaWorld + MuJoCo headless)."),
+    ("metaworld", "Same as `kinitro env build evaluator`: the evaluator image runs MetaWorld."),
+    ("procthor", "Build the ProcTHOR image (evaluator + AI2-THOR, its Unity build fetched while building)."),
+):
+    env_build.add_command(_sim_image_command(_family, _help))

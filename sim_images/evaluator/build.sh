@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Build the evaluator image (sim_images/evaluator/Dockerfile) from this checkout.
+#
+#   sim_images/evaluator/build.sh [TAG]          default TAG: kinitro/evaluator:v1
+#
+# BASE_IMAGE  default: kinitro/base:trixie if this docker host has it (sim_images/base/build-base.sh
+#             makes it without a registry), else python:3.12-slim.
+# APP_DIR     where the code goes in the image, default /opt/kinitro. Set it to the launching code
+#             location's working directory when that runs outside the image (see the Dockerfile).
+# DOCKERFILE_DIR  another image built on the same context (sim_images/procthor).
+# The context is assembled in a temporary directory: the Dockerfile dir, requirements.txt exported
+# from uv.lock, the code under app/, and the machine's CA bundle as pip-ca.crt. Builds use the
+# host's network (`--network host`), as pip and apt need it and no bridge may be set up.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+tag="${1:-kinitro/evaluator:v1}"
+app_dir="${APP_DIR:-/opt/kinitro}"
+dockerfile_dir="${DOCKERFILE_DIR:-$repo/sim_images/evaluator}"
+if [[ -z "${BASE_IMAGE:-}" ]]; then
+  if docker image inspect kinitro/base:trixie >/dev/null 2>&1; then BASE_IMAGE=kinitro/base:trixie
+  else BASE_IMAGE=python:3.12-slim; fi
+fi
+command -v uv >/dev/null || { echo "uv is missing: pip install uv (it exports uv.lock for the image)" >&2; exit 1; }
+
+context="$(mktemp -d /var/tmp/kinitro-evaluator.XXXXXX)"
+trap 'rm -rf "$context"' EXIT
+cp -r "$dockerfile_dir"/. "$context"/
+(cd "$repo" && uv export --frozen --no-dev --no-hashes --no-emit-project --quiet) >"$context/requirements.txt"
+mkdir -p "$context/app"
+for path in pyproject.toml uv.lock README.md kinitro_dagster weights_api examples deploy; do
+  cp -r "$repo/$path" "$context/app/"
+done
+find "$context/app" -name __pycache__ -type d -prune -exec rm -rf {} +
+for bundle in "${PIP_CERT:-}" "${REQUESTS_CA_BUNDLE:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
+  if [[ -n "$bundle" && -f "$bundle" ]]; then cp "$bundle" "$context/pip-ca.crt"; break; fi
+done
+
+echo "building $tag from $BASE_IMAGE (code at $app_dir)"
+docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "APP_DIR=$app_dir" \
+  -t "$tag" "$context"
