@@ -20,12 +20,15 @@ if [[ -z "${BASE_IMAGE:-}" ]]; then
   if docker image inspect kinitro/base:trixie >/dev/null 2>&1; then BASE_IMAGE=kinitro/base:trixie
   else BASE_IMAGE=python:3.12-slim; fi
 fi
-command -v uv >/dev/null || { echo "uv is missing: pip install uv (it exports uv.lock for the image)" >&2; exit 1; }
+# uv exports uv.lock for the image; `make install` puts it on PATH or in python3's modules.
+if command -v uv >/dev/null; then uv=(uv)
+elif python3 -m uv --version >/dev/null 2>&1; then uv=(python3 -m uv)
+else echo "uv is missing: python3 -m pip install uv" >&2; exit 1; fi
 
 context="$(mktemp -d /var/tmp/kinitro-evaluator.XXXXXX)"
 trap 'rm -rf "$context"' EXIT
 cp -r "$dockerfile_dir"/. "$context"/
-(cd "$repo" && uv export --frozen --no-dev --no-hashes --no-emit-project --quiet) >"$context/requirements.txt"
+(cd "$repo" && "${uv[@]}" export --frozen --no-dev --no-hashes --no-emit-project --quiet) >"$context/requirements.txt"
 mkdir -p "$context/app"
 for path in pyproject.toml uv.lock README.md kinitro_dagster weights_api examples deploy; do
   cp -r "$repo/$path" "$context/app/"

@@ -1,0 +1,264 @@
+"""Production deployment, end to end on a real dockerd: deploy/dagster.yaml's PostgreSQL-backed
+instance, the code location served by `dagster api grpc`, the daemon launching every run into a
+container of the evaluator image (DockerRunLauncher), run monitoring and run retries.
+
+One cycle: the real `cycle_sensor` opens it, the automation sensor launches the episode partitions
+into containers, one container is `docker kill`ed mid-partition, run monitoring fails that run,
+run retries runs it again, `pareto_scores` and `weights` follow, and the weights API on the same
+warehouse serves them. The code location runs on this host, so the image is built with the code
+at this checkout's absolute path (APP_DIR; see sim_images/evaluator/Dockerfile).
+
+Needs root, dockerd and the kinitro/base:trixie image (sim_images/setup-docker.sh makes them; CI
+runs it) and PostgreSQL. FAILS rather than skips when they are missing: CI runs this.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+# The image build (cold: ~2 min with the base image present; CI prebuilds it) plus ~3 min of cycle.
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.postgres, pytest.mark.timeout(1200)]
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "kinitro/evaluator:it"
+BIN = Path(sys.executable).parent
+MINERS_EVALUATED = 3  # demo miners: expert, noisy, random (the copycat and the typo are not evaluated)
+EPISODES = 2
+CYCLE_DEADLINE_S = 420
+
+
+def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def evaluator_image() -> str:
+    if _docker("info").returncode != 0:
+        pytest.fail("dockerd is not running: run sim_images/setup-docker.sh as root (CI's .ci/run does)", pytrace=False)
+    started = time.monotonic()
+    build = subprocess.run([str(REPO / "sim_images" / "evaluator" / "build.sh"), IMAGE], capture_output=True,
+                           text=True, timeout=1200, env={**os.environ, "APP_DIR": str(REPO)})
+    if build.returncode != 0:
+        pytest.fail(f"building {IMAGE} failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}", pytrace=False)
+    print(f"\n{IMAGE} built in {time.monotonic() - started:.0f} s")
+    return IMAGE
+
+
+def _admin(url: str, sql: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(url, connect_timeout=5)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def databases(postgres_admin_url: str) -> Iterator[tuple[str, str]]:
+    """(Dagster storage database name, warehouse URL): two fresh PostgreSQL databases."""
+    from sqlalchemy import make_url
+
+    names = [f"kinitro_it_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("dagster", "warehouse")]
+    for name in names:
+        _admin(postgres_admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        warehouse = make_url(postgres_admin_url).set(database=names[1]).render_as_string(hide_password=False)
+        yield names[0], warehouse
+    finally:
+        for name in names:
+            _admin(postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _instance_yaml(state: Path) -> dict:
+    """deploy/dagster.yaml as shipped, but for one host: run containers on the host network (this
+    PostgreSQL listens on loopback), the state dir mounted at its own path, monitoring every 2 s."""
+    config = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    config["run_launcher"]["config"]["container_kwargs"]["volumes"] = [f"{state}:{state}"]
+    config["run_monitoring"]["poll_interval_seconds"] = 2
+    return config
+
+
+@pytest.fixture
+def stack(evaluator_image, databases, postgres_admin_url, tmp_path, monkeypatch) -> Iterator[dict]:
+    """The production processes on this host: code server (gRPC) and daemon, on PostgreSQL."""
+    from sqlalchemy import make_url
+
+    from kinitro_dagster.demo import publish_demo_chain
+
+    dagster_db, warehouse_url = databases
+    admin = make_url(postgres_admin_url)
+    state, home = tmp_path / "state", tmp_path / "dagster_home"
+    home.mkdir()
+    publish_demo_chain(state / "chain.yaml", state / "hub", 100)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(_instance_yaml(state)))
+    port = _free_port()
+    (home / "workspace.yaml").write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
+        "host": "127.0.0.1", "port": port, "location_name": "kinitro"}}]}))
+    env = {  # what deploy/.env.example sets, for this host; forwarded into run containers
+        "DAGSTER_HOME": str(home), "DAGSTER_PG_USERNAME": admin.username or "postgres",
+        "DAGSTER_PG_PASSWORD": admin.password or "trust", "DAGSTER_PG_HOST": admin.host or "127.0.0.1",
+        "DAGSTER_PG_DB": dagster_db, "KINITRO_EVALUATOR_IMAGE": evaluator_image, "KINITRO_RUN_NETWORK": "host",
+        "KINITRO_SCHEDULER_DATABASE_URL": warehouse_url,
+        "KINITRO_SCHEDULER_ENV_IDS": os.environ["KINITRO_SCHEDULER_ENV_IDS"],
+        "KINITRO_SCHEDULER_EPISODES_PER_ENV": str(EPISODES), "KINITRO_SCHEDULER_EVAL_INTERVAL_SECONDS": "1200",
+        "KINITRO_SCHEDULER_CHAIN": "file", "KINITRO_SCHEDULER_NETWORK": "finney", "KINITRO_SCHEDULER_NETUID": "1",
+        "KINITRO_SEED_SECRET": "integration-test-secret", "KINITRO_EXECUTOR_EVAL_MODE": "local",
+        "KINITRO_EXECUTOR_MAX_TIMESTEPS": "150", "KINITRO_EXECUTOR_USE_IMAGES": "false",
+        "KINITRO_EXECUTOR_MINER_HF_TOKEN": "",
+        "KINITRO_EXECUTOR_MINER_DEPLOYMENT_IMAGE": "kinitro/miner-runner:v1", "KINITRO_STATE_DIR": str(state),
+        "HF_HUB_OFFLINE": "1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("code", "daemon")}
+    code = subprocess.Popen(
+        [str(BIN / "dagster"), "api", "grpc", "--host", "127.0.0.1", "--port", str(port),
+         "--module-name", "kinitro_dagster.definitions", "--working-directory", str(REPO)],
+        cwd=REPO, env=os.environ.copy(), stdout=logs["code"], stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    processes = [code]
+    try:
+        _wait_for_code_server(port, code, tmp_path / "code.log")
+        processes.append(subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", str(home / "workspace.yaml")], cwd=home,
+            env=os.environ.copy(), stdout=logs["daemon"], stderr=subprocess.STDOUT, start_new_session=True,
+        ))
+        yield {"home": home, "warehouse_url": warehouse_url, "logs": tmp_path}
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+        for log in logs.values():
+            log.close()
+
+
+def _wait_for_code_server(port: int, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the code server exited:\n{log.read_text()[-3000:]}", pytrace=False)
+        check = subprocess.run([str(BIN / "dagster"), "api", "grpc-health-check", "--port", str(port)],
+                               capture_output=True, timeout=30)
+        if check.returncode == 0:
+            return
+        time.sleep(1)
+    pytest.fail(f"the code server did not answer within 120 s:\n{log.read_text()[-3000:]}", pytrace=False)
+
+
+def _runs(instance):
+    return instance.get_runs()
+
+
+def _started_step(instance, run_id: str) -> bool:
+    import dagster as dg
+
+    return bool(instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START).records)
+
+
+def _log_tail(stack: dict) -> str:
+    return "\n".join(f"--- {name}.log\n{(stack['logs'] / f'{name}.log').read_text()[-4000:]}"
+                     for name in ("daemon", "code"))
+
+
+def test_cycle_runs_in_containers_survives_a_killed_run_and_is_served(stack):
+    import dagster as dg
+    from dagster_postgres import PostgresRunStorage
+    from fastapi.testclient import TestClient
+
+    from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS
+    from kinitro_dagster.settings import ApiSettings
+    from kinitro_dagster.sim.registry import env_id_to_partition_key
+    from kinitro_dagster.warehouse.store import Warehouse
+    from weights_api.app import create_app
+
+    started = time.monotonic()
+    victim_env = env_id_to_partition_key(ENABLED_ENV_IDS[0])
+    store = Warehouse(stack["warehouse_url"])
+    with dg.DagsterInstance.from_config(str(stack["home"])) as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        victim, cycle = None, None
+        while time.monotonic() - started < CYCLE_DEADLINE_S:
+            runs = _runs(instance)
+            if victim is None:
+                victim = _kill_mid_partition(instance, runs, victim_env)
+            cycles = instance.get_dynamic_partitions("cycles")
+            cycle = cycles[0] if cycles else None
+            if cycle and victim and store.weights_for_cycle(cycle) is not None and all(
+                    r.is_finished for r in runs):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no weights within {CYCLE_DEADLINE_S} s (victim {victim}, cycle {cycle}); runs: "
+                        f"{[(r.job_name, r.tags.get('dagster/partition'), r.status.value) for r in _runs(instance)]}"
+                        f"\n{_log_tail(stack)}", pytrace=False)
+        elapsed = time.monotonic() - started
+        runs = _runs(instance)
+
+        # The sensor opened exactly one cycle; every run ran in a container the launcher started.
+        assert instance.get_dynamic_partitions("cycles") == [cycle]
+        opener = [r for r in runs if r.job_name == "open_cycle"]
+        assert len(opener) == 1 and opener[0].tags.get("dagster/sensor_name") == "cycle_sensor"
+        assert all("docker/container_id" in r.tags for r in runs), [r.tags for r in runs]
+
+        # The killed run: failed by run monitoring, retried once, the retry succeeded.
+        killed = instance.get_run_by_id(victim)
+        assert killed.status == dg.DagsterRunStatus.FAILURE
+        retries = [r for r in runs if r.tags.get("dagster/parent_run_id") == victim]
+        assert [r.status for r in retries] == [dg.DagsterRunStatus.SUCCESS], [r.status for r in retries]
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs if r.run_id != victim), \
+            [(r.job_name, r.status.value) for r in runs]
+
+        # Rows in the warehouse: exactly miners × episodes per env partition, none duplicated.
+        episodes = store.episodes_by_env(cycle)
+        assert sorted(episodes) == sorted(ENABLED_ENV_IDS)
+        for env_id, rows in episodes.items():
+            assert len(rows) == MINERS_EVALUATED * EPISODES, env_id
+            assert len({(r.uid, r.episode) for r in rows}) == len(rows), env_id
+
+        for asset in ("pareto_scores", "weights"):
+            assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
+
+    # The weights API on the same warehouse serves the cycle's weights.
+    api = TestClient(create_app(ApiSettings(database_url=stack["warehouse_url"])))
+    body = api.get("/v1/weights/latest").json()
+    assert body["cycle_id"] == cycle and body["block"] == int(cycle)
+    weights = {int(uid): w for uid, w in body["weights"].items()}
+    assert abs(sum(weights.values()) - 1.0) < 1e-9 and max(weights, key=weights.get) == 0  # the expert
+    store.dispose()
+    print(f"\ncycle {cycle}: sensor tick to weights in {elapsed:.0f} s, {len(runs)} runs in containers")
+
+
+def _kill_mid_partition(instance, runs, env_key: str) -> str | None:
+    """`docker kill` the run container of `env_key`'s episode partition once its step has started."""
+    for run in runs:
+        if (run.tags.get("dagster/partition/env") == env_key and run.status.value == "STARTED"
+                and "dagster/parent_run_id" not in run.tags and _started_step(instance, run.run_id)):
+            container = run.tags["docker/container_id"]
+            result = _docker("kill", container)
+            assert result.returncode == 0, result.stderr
+            return run.run_id
+    return None
