@@ -46,7 +46,8 @@ def episode_results(
     policies, unavailable = [], []
     for miner in miners:
         try:
-            policies.append(PolicyUnderTest(miner.uid, hub.fetch(miner.repo, miner.revision).path))
+            snapshot = hub.fetch(miner.repo, miner.revision)
+            policies.append(PolicyUnderTest(miner.uid, snapshot.path, repo=snapshot.repo, revision=snapshot.revision))
         except SnapshotFetchError as exc:
             unavailable += failed_episodes(miner.uid, seeds, "deployment_failed", str(exc))
     context.log.info(f"{env_id}: {len(policies)} policies × {len(seeds)} episodes")
