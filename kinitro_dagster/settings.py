@@ -82,6 +82,9 @@ class ExecutorSettings(BaseSettings):
     use_images: bool = True
     privileged_state: bool = True  # the demo track sends MetaWorld's 39-d state in extra["state"]
     max_workers: int | None = None  # parallel miner shards in a partition; None: the cores given
+    # Miners each worker plays at once (one env each): it steps whichever miner's policy has answered,
+    # so its core does not idle while a policy computes. Each costs one more env in memory.
+    miners_per_worker: int = Field(default=2, ge=1)
     miner_hf_token: str | None = None
     miner_deployment_image: str = "kinitro/miner-runner:v1"
     miner_deployment_ttl_seconds: int = 600

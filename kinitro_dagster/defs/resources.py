@@ -99,6 +99,7 @@ class Evaluator(dg.ConfigurableResource):
     use_images: bool = True
     privileged_state: bool = True
     max_workers: int | None = None
+    miners_per_worker: int = 2  # miners a worker plays at once, stepping one env while other policies compute
     warmup_timeout_s: float = 120.0
     eval_timeout_s: float = 300.0  # one episode's wall-clock budget
     miner_image: str = "kinitro/miner-runner:v1"
@@ -126,7 +127,7 @@ class Evaluator(dg.ConfigurableResource):
             env_id, policies, seeds, self.env_config(),
             client_settings=ClientSettings(act_timeout_s=self.action_timeout_s),
             warmup_timeout_s=self.warmup_timeout_s, episode_timeout_s=self.eval_timeout_s,
-            max_workers=self.max_workers, docker=self.docker_options(),
+            max_workers=self.max_workers, miners_per_worker=self.miners_per_worker, docker=self.docker_options(),
         )
 
 
@@ -160,6 +161,7 @@ def build_resources(
             eval_mode=executor.eval_mode, max_timesteps=executor.max_timesteps,
             action_timeout_s=executor.action_timeout, use_images=executor.use_images,
             privileged_state=executor.privileged_state, max_workers=executor.max_workers,
+            miners_per_worker=executor.miners_per_worker,
             warmup_timeout_s=executor.miner_deployment_warmup_timeout, eval_timeout_s=executor.eval_timeout,
             miner_image=executor.miner_deployment_image, miner_cpus=executor.miner_deployment_cpu,
             miner_memory=executor.miner_deployment_memory, miner_ttl_s=executor.miner_deployment_ttl_seconds,

@@ -130,6 +130,7 @@ class PolicyClient:
         self._sock: socket.socket | None = None
         self._reused = False  # whether the open connection has already served a request
         self._recv_timeout = 0.0  # the SO_RCVTIMEO now set on the socket, seconds
+        self._pending: _Pending | None = None
 
     @classmethod
     def from_settings(
@@ -156,22 +157,48 @@ class PolicyClient:
 
     def reset(self, task_config: dict) -> str | None:
         """Start an episode. No seed is sent: seeds never reach the miner (DESIGN §4)."""
-        body = json.dumps({"task_config": task_config}).encode()
-        response = self._exchange(self._reset_head(body), "/reset", self.reset_timeout_s)
-        payload = self._decoded(response, "/reset")
-        episode_id = payload.get("episode_id") if isinstance(payload, dict) else None
-        return episode_id if isinstance(episode_id, str) else None
+        self.send_reset(task_config)
+        return self.receive_reset()
 
     def act(self, observation: dict | bytes) -> PolicyAction:
         """One step. `observation` is the JSON-ready dict, or its JSON encoding when pre-encoded."""
+        self.send_act(observation)
+        return self.receive_action()
+
+    # Each request in two halves, so that one thread can keep several policies busy: send, do other
+    # work (step another miner's env) until `pending_socket` is readable, then receive. A half's
+    # errors are PolicyErrors, as from the whole call.
+
+    def send_reset(self, task_config: dict) -> None:
+        body = json.dumps({"task_config": task_config}).encode()
+        self._send(self._reset_head(body), "/reset", self.reset_timeout_s)
+
+    def receive_reset(self) -> str | None:
+        payload = self._decoded(self._receive(), "/reset")
+        episode_id = payload.get("episode_id") if isinstance(payload, dict) else None
+        return episode_id if isinstance(episode_id, str) else None
+
+    def send_act(self, observation: dict | bytes) -> None:
         obs_bytes = observation if isinstance(observation, bytes) else _dumps(observation)
-        body = b'{"obs":' + obs_bytes + b"}"
-        response = self._exchange(self._act_head(body), "/act", self.act_timeout_s)
+        self._send(self._act_head(b'{"obs":' + obs_bytes + b"}"), "/act", self.act_timeout_s)
+
+    def receive_action(self) -> PolicyAction:
+        response = self._receive()
         try:
             return parse_action(_decode_json(response, "/act"))
         except PolicyError:
             self.close()  # a policy that sent garbage starts its next episode on a clean connection
             raise
+
+    @property
+    def pending_socket(self) -> socket.socket | None:
+        """The connection a sent request's response will arrive on (None when nothing is pending)."""
+        return self._sock if self._pending is not None else None
+
+    @property
+    def pending_deadline(self) -> float | None:
+        """`time.monotonic()` by which the pending response is due."""
+        return self._pending.deadline if self._pending is not None else None
 
     def _decoded(self, body: bytes, what: str) -> object:
         try:
@@ -181,6 +208,8 @@ class PolicyClient:
             raise
 
     def close(self) -> None:
+        """Drop the connection (and any request still waiting for its response)."""
+        self._pending = None
         if self._sock is not None:
             try:
                 self._sock.close()
@@ -196,39 +225,51 @@ class PolicyClient:
     # -- transport ------------------------------------------------------------------------------
 
     def _exchange(self, request: bytes, what: str, timeout_s: float) -> bytes:
-        """Send one request and return the 2xx body; map every failure onto a PolicyError."""
-        deadline = time.monotonic() + timeout_s
+        """Send one request and return the 2xx body; every failure is a PolicyError."""
+        self._send(request, what, timeout_s)
+        return self._receive()
+
+    def _send(self, request: bytes, what: str, timeout_s: float) -> None:
+        pending = self._pending = _Pending(request, what, time.monotonic() + timeout_s, timeout_s)
         try:
             try:
-                return self._round_trip(request, what, deadline)
-            except _StaleConnection:
+                self._connection(pending.deadline).sendall(request)
+            except (ConnectionResetError, BrokenPipeError) as error:
+                if not self._reused:
+                    raise PolicyError(
+                        ErrorKind.CONNECTION_ERROR, f"{what}: server closed the connection ({error})"
+                    ) from None
                 # An idle keep-alive connection the server had already closed: the request never
                 # reached it, so sending it once more on a fresh connection is safe.
                 self.close()
-                return self._round_trip(request, what, deadline)
-        except PolicyError as error:
-            self.close()
-            raise self._crash_or(error) from None
-        except _StaleConnection as error:
-            self.close()
-            raise self._crash_or(PolicyError(ErrorKind.CONNECTION_ERROR, f"{what}: {error}")) from None
-        except (TimeoutError, BlockingIOError):  # BlockingIOError: a kernel send/recv timeout expired
-            self.close()
-            raise self._crash_or(
-                PolicyError(ErrorKind.TIMEOUT, f"{what} gave no complete response within {timeout_s:g} s")
-            ) from None
-        except OSError as error:
-            self.close()
-            raise self._crash_or(
-                PolicyError(ErrorKind.CONNECTION_ERROR, f"{what} to {self.base_url}: {error}")
-            ) from None
+                self._pending = pending
+                self._connection(pending.deadline).sendall(request)
+        except (PolicyError, OSError) as error:
+            raise self._failed(error, what, timeout_s) from None
 
-    def _round_trip(self, request: bytes, what: str, deadline: float) -> bytes:
-        sock = self._connection(deadline)
-        reused = self._reused
+    def _receive(self) -> bytes:
+        pending = self._pending
+        if pending is None:
+            raise RuntimeError("no request is pending: send one first")
         try:
-            sock.sendall(request)
-            status, body, keep_alive = self._read_response(sock, what, deadline)
+            try:
+                return self._response(pending)
+            except _StaleConnection:
+                # As in _send: the server closed the idle connection before our request reached it.
+                self.close()
+                self._connection(pending.deadline).sendall(pending.request)
+                return self._response(pending)
+        except (PolicyError, _StaleConnection, OSError) as error:
+            raise self._failed(error, pending.what, pending.timeout_s) from None
+        finally:
+            self._pending = None
+
+    def _response(self, pending: _Pending) -> bytes:
+        sock = self._sock
+        assert sock is not None
+        reused, what = self._reused, pending.what
+        try:
+            status, body, keep_alive = self._read_response(sock, what, pending.deadline)
         except (ConnectionResetError, BrokenPipeError, _ClosedBeforeResponse) as error:
             if reused:
                 raise _StaleConnection(str(error)) from None
@@ -240,6 +281,19 @@ class PolicyClient:
             snippet = body[:_SNIPPET_CHARS].decode("utf-8", "replace")
             raise PolicyError(ErrorKind.HTTP_ERROR, f"{what} returned HTTP {status}: {snippet!r}")
         return body
+
+    def _failed(self, error: Exception, what: str, timeout_s: float) -> PolicyError:
+        """The PolicyError for a failed request (the connection is dropped)."""
+        self.close()
+        if isinstance(error, PolicyError):
+            failure = error
+        elif isinstance(error, TimeoutError | BlockingIOError):  # BlockingIOError: a kernel timeout expired
+            failure = PolicyError(ErrorKind.TIMEOUT, f"{what} gave no complete response within {timeout_s:g} s")
+        elif isinstance(error, _StaleConnection):
+            failure = PolicyError(ErrorKind.CONNECTION_ERROR, f"{what}: {error}")
+        else:
+            failure = PolicyError(ErrorKind.CONNECTION_ERROR, f"{what} to {self.base_url}: {error}")
+        return self._crash_or(failure)
 
     def _connection(self, deadline: float) -> socket.socket:
         if self._sock is None:
@@ -267,7 +321,11 @@ class PolicyClient:
 
     def _recv(self, sock: socket.socket, deadline: float) -> bytes:
         """One recv that gives up at `deadline` (raises BlockingIOError when the kernel timeout expires)."""
-        remaining = _remaining(deadline)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            # Past the deadline only what has already arrived counts: a caller interleaving several
+            # policies may come back to this one a little late. Nothing there is a timeout.
+            return sock.recv(_RECV_BYTES, socket.MSG_DONTWAIT)
         # Re-set the kernel timeout only when it is off the remaining time by over 10 %, so that
         # back-to-back /act calls set it once per connection instead of once per step.
         if not 0.9 * self._recv_timeout <= remaining <= 1.1 * self._recv_timeout:
@@ -314,6 +372,16 @@ class PolicyClient:
             if time.monotonic() >= give_up:
                 return error
             time.sleep(0.01)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A request sent and not yet answered."""
+
+    request: bytes
+    what: str
+    deadline: float  # time.monotonic()
+    timeout_s: float
 
 
 class _StaleConnection(Exception):

@@ -80,15 +80,18 @@ def _metaworld_task(task_name: str) -> metaworld.Task:
 def to_metaworld_action(action: PolicyAction) -> np.ndarray:
     """PolicyAction -> MetaWorld's [x, y, z, grip] in [-1, 1]; `ValueError` for malformed input."""
     try:
+        # Python floats: this runs once per env step, and NumPy's per-call overhead on six
+        # numbers costs more than the arithmetic.
         twist = np.asarray(action.ee_twist, dtype=np.float64)
+        values = twist.tolist() if twist.shape == (6,) else None
         gripper = float(action.gripper)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"action is not numeric: {exc}") from None
-    if twist.shape != (6,):
+    if values is None:
         raise ValueError(f"ee_twist must have 6 values, got shape {twist.shape}")
-    if not (np.all(np.isfinite(twist)) and math.isfinite(gripper)):
-        raise ValueError(f"action is not finite: ee_twist={twist.tolist()}, gripper={gripper}")
-    xyz = np.clip(twist[:3] * LINEAR_TWIST_SCALE, -1.0, 1.0)
+    if not (all(map(math.isfinite, values)) and math.isfinite(gripper)):
+        raise ValueError(f"action is not finite: ee_twist={values}, gripper={gripper}")
+    xyz = [min(max(v * LINEAR_TWIST_SCALE, -1.0), 1.0) for v in values[:3]]
     grip = 2.0 * min(max(gripper, 0.0), 1.0) - 1.0
     return np.array([*xyz, grip], dtype=np.float32)
 

@@ -42,6 +42,7 @@ def evaluate_env_partition(
     warmup_timeout_s: float = 120.0,
     episode_timeout_s: float | None = None,
     max_workers: int | None = None,
+    miners_per_worker: int = 1,
     docker: DockerOptions | None = None,
     docker_pool: DeploymentPool | None = None,
 ) -> list[EpisodeRecord]:
@@ -71,7 +72,8 @@ def evaluate_env_partition(
                    for uid, d in deployments.items() if uid not in failed]
         if targets:
             records += evaluate_partition(env_id, targets, seeds, env_config, max_workers=max_workers,
-                                          client_settings=client_settings, episode_timeout_s=episode_timeout_s)
+                                          miners_per_worker=miners_per_worker, client_settings=client_settings,
+                                          episode_timeout_s=episode_timeout_s)
         ok = True
     finally:
         if pool is None:

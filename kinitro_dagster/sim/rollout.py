@@ -24,10 +24,12 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import selectors
+import socket
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +59,25 @@ class MinerTarget:
     pid: int | None = None
 
 
-# -- one episode ----------------------------------------------------------------------------------
+# -- one episode ---------------------------------------------------------------------------------
+
+# An episode (or a miner's episodes) as a generator: it yields its client each time it has sent a
+# request and waits for the response, and returns its record(s). `drive` plays it sequentially,
+# blocking on each response; a worker's `_Lanes` plays several miners' generators at once, stepping
+# one miner's env while the others' policies compute. The driver may send back the
+# `time.perf_counter()` at which it saw the response arrive (None: now), so that the recorded
+# latency does not include time spent stepping other miners' envs.
+EpisodeSteps = Generator[PolicyClient, float | None, EpisodeRecord]
+MinerSteps = Generator[PolicyClient, float | None, list[EpisodeRecord]]
+
+
+def drive[T](steps: Generator[PolicyClient, float | None, T]) -> T:
+    """Play an episode generator to its end, blocking on each response (the client's own timeouts apply)."""
+    try:
+        while True:
+            next(steps)
+    except StopIteration as finished:
+        return finished.value
 
 
 def run_episode(
@@ -76,6 +96,24 @@ def run_episode(
     `episode_timeout_s` bounds the whole episode (the operator's eval timeout): a policy that
     answers each /act just inside the act timeout cannot stretch an episode to 500 x 0.5 s.
     """
+    return drive(
+        play_episode(
+            env, client, uid=uid, episode=episode, seed=seed, on_step=on_step, episode_timeout_s=episode_timeout_s
+        )
+    )
+
+
+def play_episode(
+    env: SimEnv,
+    client: PolicyClient,
+    *,
+    uid: int,
+    episode: int,
+    seed: int,
+    on_step: OnStep | None = None,
+    episode_timeout_s: float | None = None,
+) -> EpisodeSteps:
+    """`run_episode` as a generator (see `EpisodeSteps`)."""
     started = time.perf_counter()
     latencies: list[float] = []
     steps, total_reward, success = 0, 0.0, False
@@ -83,11 +121,15 @@ def run_episode(
     error: str | None = None
     try:
         observation = env.reset(seed)
-        client.reset(env.task_config())
+        client.send_reset(env.task_config())
+        yield client
+        client.receive_reset()
         while True:
             asked = time.perf_counter()
-            action = client.act(observation)
-            latencies.append(time.perf_counter() - asked)
+            client.send_act(observation)
+            answered = yield client
+            action = client.receive_action()
+            latencies.append((answered or time.perf_counter()) - asked)
             try:
                 result = env.step(action)
             except ValueError as exc:  # the env refuses a non-finite or malformed action
@@ -166,26 +208,44 @@ def evaluate_miner(
     episode_timeout_s: float | None = None,
 ) -> list[EpisodeRecord]:
     """Episode `i` of the result plays `seeds[i]`. Builds (and closes) its env unless `env` is given."""
-    is_alive = (lambda: process_is_alive(pid)) if pid is not None else None
-    client = PolicyClient.from_settings(base_url, client_settings or ClientSettings(), is_alive=is_alive)
+    client = _client_for(base_url, client_settings, pid)
     own_env = env is None
-    records: list[EpisodeRecord] = []
     try:
         if env is None:
             env = env_factory(env_id, env_config)
-        for episode, seed in enumerate(seeds):
-            server_gone = bool(records) and records[-1].error_kind == ErrorKind.CRASHED
-            if server_gone or (is_alive is not None and not is_alive()):
-                records += _skip_crashed(uid, seeds, start=episode)
-                break
-            records.append(
-                run_episode(env, client, uid=uid, episode=episode, seed=seed, episode_timeout_s=episode_timeout_s)
-            )
+        return drive(play_miner(env, client, uid=uid, seeds=seeds, pid=pid, episode_timeout_s=episode_timeout_s))
     finally:
         client.close()
         if own_env and env is not None:
             env.close()
+
+
+def play_miner(
+    env: SimEnv,
+    client: PolicyClient,
+    *,
+    uid: int,
+    seeds: Sequence[int],
+    pid: int | None = None,
+    episode_timeout_s: float | None = None,
+) -> MinerSteps:
+    """`evaluate_miner` as a generator on a given env and client (see `EpisodeSteps`)."""
+    records: list[EpisodeRecord] = []
+    for episode, seed in enumerate(seeds):
+        server_gone = bool(records) and records[-1].error_kind == ErrorKind.CRASHED
+        if server_gone or (pid is not None and not process_is_alive(pid)):
+            records += _skip_crashed(uid, seeds, start=episode)
+            break
+        record = yield from play_episode(
+            env, client, uid=uid, episode=episode, seed=seed, episode_timeout_s=episode_timeout_s
+        )
+        records.append(record)
     return records
+
+
+def _client_for(base_url: str, settings: ClientSettings | None, pid: int | None) -> PolicyClient:
+    is_alive = (lambda: process_is_alive(pid)) if pid is not None else None
+    return PolicyClient.from_settings(base_url, settings or ClientSettings(), is_alive=is_alive)
 
 
 def _skip_crashed(uid: int, seeds: Sequence[int], *, start: int) -> list[EpisodeRecord]:
@@ -203,6 +263,7 @@ def evaluate_partition(
     env_config: EnvConfig | None = None,
     *,
     max_workers: int | None = None,
+    miners_per_worker: int = 1,
     client_settings: ClientSettings | None = None,
     env_factory: EnvFactory = make_env,
     episode_timeout_s: float | None = None,
@@ -211,37 +272,38 @@ def evaluate_partition(
     """Every miner's episodes on `env_id`, sharded over worker processes (see `worker_context`).
 
     `max_workers` defaults to the cores the workers may use (`worker_cpus`, else this process's).
-    While a worker waits for its policy, its core is idle unless another worker has an env to
-    step: with policies on CPUs of their own (docker limits, `LocalDeployment(cpus=...)`), more
-    workers than cores keeps the env cores busy. Rows come back sorted by (uid, episode), exactly
-    `len(miners) * len(seeds)` of them whatever fails.
+    Each worker plays up to `miners_per_worker` miners at once, one env each: it steps whichever
+    miner's policy has answered, so its core is not idle while a policy computes (policies on CPUs
+    of their own: docker limits, remote hosts). Each extra miner costs one more env in memory.
+    Rows come back sorted by (uid, episode), exactly `len(miners) * len(seeds)` of them whatever fails.
     """
     if env_factory is make_env:
         validate_env_id(env_id)
     uids = [miner.uid for miner in miners]
     if len(set(uids)) != len(uids):
         raise ValueError(f"miner uids must be unique within a partition, got {sorted(uids)}")
+    if miners_per_worker < 1:
+        raise ValueError(f"miners_per_worker must be at least 1, got {miners_per_worker}")
     if not miners:
         return []
-    n_workers = max(1, min(len(miners), max_workers or (len(worker_cpus) if worker_cpus else usable_cores())))
-    pool = _WorkerPool(
-        n_workers,
-        _WorkerJob(
-            env_id,
-            tuple(seeds),
-            env_config,
-            client_settings or ClientSettings(),
-            env_factory,
-            episode_timeout_s,
-            worker_cpus,
-        ),
+    cores = len(worker_cpus) if worker_cpus else usable_cores()
+    n_workers = max(1, min(math.ceil(len(miners) / miners_per_worker), max_workers or cores))
+    job = _WorkerJob(
+        env_id,
+        tuple(seeds),
+        env_config,
+        client_settings or ClientSettings(),
+        env_factory,
+        episode_timeout_s,
+        worker_cpus,
+        miners_per_worker,
     )
     started = time.perf_counter()
-    records = pool.run(list(miners))
+    records = _WorkerPool(n_workers, job).run(list(miners))
     logger.info(
-        "partition evaluated env_id=%s miners=%d episodes=%d workers=%d wall_s=%.1f",
-        env_id, len(miners), len(records), n_workers, time.perf_counter() - started,
-        extra={"env_id": env_id, "miners": len(miners), "workers": n_workers},
+        "partition evaluated env_id=%s miners=%d episodes=%d workers=%d miners_per_worker=%d wall_s=%.1f",
+        env_id, len(miners), len(records), n_workers, miners_per_worker, time.perf_counter() - started,
+        extra={"env_id": env_id, "miners": len(miners), "workers": n_workers, "miners_per_worker": miners_per_worker},
     )  # fmt: skip
     return sorted(records, key=lambda r: (r.uid, r.episode))
 
@@ -276,7 +338,7 @@ def worker_context() -> multiprocessing.context.BaseContext:
 
 @dataclass(frozen=True)
 class _WorkerJob:
-    """What every worker of a partition needs besides the miner: sent once, at start."""
+    """What every worker of a partition needs besides the miners: sent once, at start."""
 
     env_id: str
     seeds: tuple[int, ...]
@@ -285,43 +347,131 @@ class _WorkerJob:
     env_factory: EnvFactory
     episode_timeout_s: float | None
     worker_cpus: frozenset[int] | None
+    miners_per_worker: int
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, job: _WorkerJob) -> None:
-    """A worker: evaluate the miners the pool sends, one at a time, until it sends None.
+    """A worker: play the miners the pool sends (up to `job.miners_per_worker` at once) until it sends None.
 
-    The env is built once and reused across miners (`reset(seed)` fully determines an episode);
-    it is rebuilt after an episode that broke on our side, in case that left it in a bad state.
+    Each finished miner goes back as `(uid, records)`.
     """
-    env: SimEnv | None = None
     if job.worker_cpus:
         os.sched_setaffinity(0, job.worker_cpus)
+    lanes = _Lanes(job, conn)
     try:
-        while (miner := conn.recv()) is not None:
-            try:
-                if env is None:
-                    env = job.env_factory(job.env_id, job.env_config)
-                records = evaluate_miner(
-                    job.env_id,
-                    miner.base_url,
-                    uid=miner.uid,
-                    seeds=job.seeds,
-                    client_settings=job.client_settings,
-                    episode_timeout_s=job.episode_timeout_s,
-                    pid=miner.pid,
-                    env=env,
-                )
-            except Exception:
-                records = _evaluator_failures(miner.uid, job.seeds, traceback.format_exc(limit=3))
-            if env is not None and any(r.error_kind == ErrorKind.EVALUATOR_ERROR for r in records):
-                env.close()
-                env = None
-            conn.send(records)
+        lanes.serve()
     except (EOFError, KeyboardInterrupt):  # the pool went away: nothing left to report to
         pass
     finally:
-        if env is not None:
+        lanes.close()
+
+
+@dataclass
+class _Lane:
+    miner: MinerTarget
+    env: SimEnv
+    client: PolicyClient
+    steps: MinerSteps
+    sock: socket.socket | None = None  # registered with the selector while a response is awaited
+
+
+class _Lanes:
+    """A worker's miners in flight, each with its own env and client, stepped as their policies answer.
+
+    Envs are built once and reused by later miners (`reset(seed)` fully determines an episode);
+    one is rebuilt after an episode that broke on our side, in case that left it in a bad state.
+    Everything runs on this one thread: a lane only runs between its policy's answer and its next
+    request, so lanes never contend for anything.
+    """
+
+    def __init__(self, job: _WorkerJob, conn: multiprocessing.connection.Connection) -> None:
+        self.job = job
+        self.conn = conn
+        self.selector = selectors.DefaultSelector()
+        self.lanes: list[_Lane] = []
+        self.idle_envs: list[SimEnv] = []
+
+    def serve(self) -> None:
+        self.selector.register(self.conn, selectors.EVENT_READ, None)
+        while True:
+            events = self.selector.select(self._wait_s())
+            seen = time.perf_counter()
+            for key, _ in events:
+                if key.data is not None:
+                    self._advance(key.data, seen)
+                elif (miner := self.conn.recv()) is None:
+                    return
+                else:
+                    self._start(miner)
+            now = time.monotonic()
+            for lane in [lane for lane in self.lanes if _overdue(lane, now)]:
+                self._advance(lane, None)  # its receive reports the timeout
+
+    def close(self) -> None:
+        for lane in self.lanes:
+            lane.client.close()
+            lane.env.close()
+        for env in self.idle_envs:
             env.close()
+        self.lanes, self.idle_envs = [], []
+        self.selector.close()
+
+    def _wait_s(self) -> float | None:
+        deadlines = [d for lane in self.lanes if (d := lane.client.pending_deadline) is not None]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _start(self, miner: MinerTarget) -> None:
+        job = self.job
+        try:
+            env = self.idle_envs.pop() if self.idle_envs else job.env_factory(job.env_id, job.env_config)
+        except Exception:
+            self.conn.send((miner.uid, _evaluator_failures(miner.uid, job.seeds, traceback.format_exc(limit=3))))
+            return
+        client = _client_for(miner.base_url, job.client_settings, miner.pid)
+        steps = play_miner(
+            env, client, uid=miner.uid, seeds=job.seeds, pid=miner.pid, episode_timeout_s=job.episode_timeout_s
+        )
+        lane = _Lane(miner, env, client, steps)
+        self.lanes.append(lane)
+        self._advance(lane, None)
+
+    def _advance(self, lane: _Lane, seen: float | None) -> None:
+        """Run the lane up to its next request (or its end), and watch that request's connection."""
+        try:
+            sock = lane.steps.send(seen).pending_socket
+            while sock is None:  # nothing to wait for (cannot happen after a send; never stall on it)
+                sock = lane.steps.send(None).pending_socket
+        except StopIteration as finished:
+            self._finish(lane, finished.value)
+            return
+        except Exception:  # the generators catch everything a policy can cause: this is our bug
+            self._finish(lane, _evaluator_failures(lane.miner.uid, self.job.seeds, traceback.format_exc(limit=3)))
+            return
+        if sock is not lane.sock:  # a new connection (the last one failed or was closed)
+            self._unwatch(lane)
+            self.selector.register(sock, selectors.EVENT_READ, lane)
+            lane.sock = sock
+
+    def _finish(self, lane: _Lane, records: list[EpisodeRecord]) -> None:
+        self._unwatch(lane)
+        lane.client.close()
+        self.lanes.remove(lane)
+        if any(r.error_kind == ErrorKind.EVALUATOR_ERROR for r in records):
+            lane.env.close()
+        else:
+            self.idle_envs.append(lane.env)
+        self.conn.send((lane.miner.uid, records))
+
+    def _unwatch(self, lane: _Lane) -> None:
+        if lane.sock is not None:
+            # A closed socket is found by object; the selector ignores the kernel's EBADF for it.
+            self.selector.unregister(lane.sock)
+            lane.sock = None
+
+
+def _overdue(lane: _Lane, now: float) -> bool:
+    deadline = lane.client.pending_deadline
+    return deadline is not None and deadline <= now
 
 
 def _evaluator_failures(uid: int, seeds: Sequence[int], reason: str) -> list[EpisodeRecord]:
@@ -336,15 +486,14 @@ class _Worker:
         )
         self.process.start()
         child_conn.close()  # so that our recv sees EOF if the worker dies
-        self.miner: MinerTarget | None = None
-        self.assigned_at = 0.0
+        self.in_flight: dict[int, tuple[MinerTarget, float]] = {}  # uid -> (miner, assigned at)
 
     def assign(self, miner: MinerTarget) -> None:
-        self.miner, self.assigned_at = miner, time.perf_counter()
+        self.in_flight[miner.uid] = (miner, time.perf_counter())
         self.conn.send(miner)
 
     def stop(self, *, graceful: bool = True) -> None:
-        """Ask an idle worker to finish (it closes its env), or kill one that is still busy."""
+        """Ask an idle worker to finish (it closes its envs), or kill one that is still busy."""
         try:
             if graceful and self.process.is_alive():
                 self.conn.send(None)
@@ -358,78 +507,96 @@ class _Worker:
 
 
 class _WorkerPool:
-    """Workers pull miners one at a time; a dead worker's miner fails, and a new worker replaces it."""
+    """Workers pull miners as they finish others; a dead worker is replaced by a new one.
+
+    The miners in flight on a worker that dies lose their episodes. One of them may have caused it
+    (a simulator crash on its action), so each is played again, alone on a worker of its own; a
+    miner whose solo worker dies too fails its episodes as `evaluator_error`.
+    """
 
     def __init__(self, size: int, job: _WorkerJob) -> None:
         self.size = size
         self.job = job
         self.context = worker_context()
         self._spawned = 0
+        self._solo: set[int] = set()  # uids to be played alone (they were in flight when a worker died)
 
     def run(self, miners: list[MinerTarget]) -> list[EpisodeRecord]:
         pending = deque(miners)
         records: list[EpisodeRecord] = []
-        workers: list[_Worker] = []
-        busy: list[_Worker] = []
+        workers = [self._spawn() for _ in range(self.size)]
         try:
-            for _ in range(min(self.size, len(pending))):
-                worker = self._spawn()
-                workers.append(worker)
-                worker.assign(pending.popleft())
-                busy.append(worker)
-            while busy:
+            self._fill(workers, pending)
+            while busy := [w for w in workers if w.in_flight]:
                 ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
-                for worker in list(busy):
-                    outcome = self._collect(worker, ready)
-                    if outcome is None:
+                for worker in busy:
+                    answered = worker.conn in ready or worker.conn.poll()
+                    if answered and (result := self._receive(worker)) is not None:
+                        records += result
                         continue
-                    records += outcome
-                    busy.remove(worker)
-                    if not worker.process.is_alive() or worker.conn.closed:
-                        worker.stop()
+                    if worker.process.sentinel in ready or not worker.process.is_alive():
+                        records += self._lost(worker, pending)
                         workers.remove(worker)
-                        if not pending:
-                            continue
-                        worker = self._spawn()
-                        workers.append(worker)
-                    if pending:
-                        worker.assign(pending.popleft())
-                        busy.append(worker)
+                        worker.stop(graceful=False)
+                        if pending or not workers:
+                            workers.append(self._spawn())
+                self._fill(workers, pending)
         finally:
             # Normally every worker is idle here; after an error (or Ctrl-C) some are mid-miner.
             for worker in workers:
-                worker.stop(graceful=not busy)
+                worker.stop(graceful=not worker.in_flight)
         return records
+
+    def _fill(self, workers: list[_Worker], pending: deque[MinerTarget]) -> None:
+        """Give workers miners up to their capacity, evenly; a solo miner only to an idle worker."""
+        while pending:
+            alone = pending[0].uid in self._solo
+            open_workers = [
+                w
+                for w in workers
+                if not (w.in_flight.keys() & self._solo)
+                and len(w.in_flight) < (1 if alone else self.job.miners_per_worker)
+            ]
+            if not open_workers:
+                return
+            min(open_workers, key=lambda w: len(w.in_flight)).assign(pending.popleft())
 
     def _spawn(self) -> _Worker:
         self._spawned += 1
         return _Worker(self.context, self.job, self._spawned)
 
-    def _collect(self, worker: _Worker, ready: list) -> list[EpisodeRecord] | None:
-        """The worker's records if it finished its miner (or died trying); None if still working."""
-        miner = worker.miner
-        assert miner is not None
-        if worker.conn in ready or worker.conn.poll():
-            try:
-                records = worker.conn.recv()
-            except (EOFError, OSError):
-                records = None
-            if records is not None:
-                _log_miner_outcome(self.job.env_id, miner, records, time.perf_counter() - worker.assigned_at)
-                return records
-        elif worker.process.sentinel not in ready:
+    def _receive(self, worker: _Worker) -> list[EpisodeRecord] | None:
+        """One finished miner's records from the worker; None if it died instead of answering."""
+        try:
+            uid, records = worker.conn.recv()
+        except (EOFError, OSError):
             return None
+        miner, assigned_at = worker.in_flight.pop(uid)
+        _log_miner_outcome(self.job.env_id, miner, records, time.perf_counter() - assigned_at)
+        return records
+
+    def _lost(self, worker: _Worker, pending: deque[MinerTarget]) -> list[EpisodeRecord]:
+        """The miners in flight on a worker that died: queued to play again alone, or failed if they were."""
         worker.process.join(timeout=5)
         code = worker.process.exitcode
-        reason = f"rollout worker {worker.process.name} died (exit code {code}) while evaluating uid {miner.uid}"
-        logger.error(
-            "rollout worker died env_id=%s uid=%d exitcode=%s",
-            self.job.env_id, miner.uid, code,
-            extra={"env_id": self.job.env_id, "uid": miner.uid, "exitcode": code},
-        )  # fmt: skip
-        records = _evaluator_failures(miner.uid, self.job.seeds, reason)
-        _log_miner_outcome(self.job.env_id, miner, records, time.perf_counter() - worker.assigned_at)
-        worker.conn.close()
+        shared = len(worker.in_flight) > 1
+        records: list[EpisodeRecord] = []
+        for miner, assigned_at in worker.in_flight.values():
+            retry = shared and miner.uid not in self._solo
+            logger.error(
+                "rollout worker died env_id=%s uid=%d exitcode=%s retry_alone=%s",
+                self.job.env_id, miner.uid, code, retry,
+                extra={"env_id": self.job.env_id, "uid": miner.uid, "exitcode": code, "retry_alone": retry},
+            )  # fmt: skip
+            if retry:
+                self._solo.add(miner.uid)
+                pending.append(miner)
+                continue
+            reason = f"rollout worker {worker.process.name} died (exit code {code}) while evaluating uid {miner.uid}"
+            lost = _evaluator_failures(miner.uid, self.job.seeds, reason)
+            _log_miner_outcome(self.job.env_id, miner, lost, time.perf_counter() - assigned_at)
+            records += lost
+        worker.in_flight.clear()
         return records
 
 

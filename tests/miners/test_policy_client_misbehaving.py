@@ -142,3 +142,39 @@ def test_malformed_actions_are_bad_actions(payload):
     with pytest.raises(PolicyError) as error:
         parse_action(payload)
     assert error.value.kind is ErrorKind.BAD_ACTION
+
+
+# -- a request in two halves (send now, receive later), as a worker interleaving miners uses it --
+
+
+def test_a_response_that_arrived_in_time_counts_when_it_is_read_late(servers):
+    with PolicyClient(servers["extra_keys"].base_url, act_timeout_s=ACT_TIMEOUT_S) as client:
+        client.reset(TASK_CONFIG)
+        client.send_act(OBSERVATION)
+        assert client.pending_socket is not None
+        time.sleep(ACT_TIMEOUT_S + 0.1)  # busy with other miners past the deadline
+        with pytest.raises(PolicyError) as error:
+            client.receive_action()
+    # The response was there: it is judged on its content (extra keys), not called a timeout.
+    assert error.value.kind is ErrorKind.BAD_ACTION
+    assert client.pending_socket is None
+
+
+def test_no_response_by_the_deadline_is_a_timeout_without_waiting_again(servers):
+    with PolicyClient(servers["hang"].base_url, act_timeout_s=ACT_TIMEOUT_S) as client:
+        client.reset(TASK_CONFIG)
+        client.send_act(OBSERVATION)
+        deadline = client.pending_deadline
+        assert deadline is not None and deadline > time.monotonic()
+        time.sleep(ACT_TIMEOUT_S + 0.1)
+        started = time.monotonic()
+        with pytest.raises(PolicyError) as error:
+            client.receive_action()
+    assert error.value.kind is ErrorKind.TIMEOUT
+    assert time.monotonic() - started < 0.1
+    assert client.pending_socket is None and client.pending_deadline is None
+
+
+def test_receive_without_a_request_is_a_programming_error(servers):
+    with PolicyClient(servers["hang"].base_url) as client, pytest.raises(RuntimeError, match="no request is pending"):
+        client.receive_action()

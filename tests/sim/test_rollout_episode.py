@@ -139,10 +139,16 @@ def test_server_crash_mid_episode_fails_the_rest_at_once(env):
 
 def test_non_finite_action_refused_by_the_env_is_a_bad_action(env):
     class NanClient:  # stands in for a client whose validation let a NaN through
-        def reset(self, task_config: dict) -> None:
+        def send_reset(self, task_config: dict) -> None:
+            pass
+
+        def receive_reset(self) -> None:
             return None
 
-        def act(self, observation: dict) -> PolicyAction:
+        def send_act(self, observation: dict) -> None:
+            pass
+
+        def receive_action(self) -> PolicyAction:
             return PolicyAction(ee_twist=np.full(6, np.nan), gripper=0.5)
 
         def close(self) -> None:

@@ -65,7 +65,10 @@ def miners(running_deployments) -> Iterator[dict[str, LocalDeployment]]:
         yield servers
 
 
-def test_good_miner_is_unaffected_by_bad_miners_and_a_dying_worker(miners, caplog):
+@pytest.mark.parametrize("miners_per_worker", [1, 3])
+def test_good_miner_is_unaffected_by_bad_miners_and_a_dying_worker(miners, caplog, miners_per_worker):
+    """With several miners per worker the poison miner's segfault takes its worker's other miners
+    down with it: they are played again alone, and end exactly as if nothing had happened."""
     uids = {"poison": 40, "good": 10, "hang": 30, "crash": 20, "http_500": 50}
     targets = [MinerTarget(uids[name], d.base_url, d.pid) for name, d in miners.items()]
     with caplog.at_level(logging.INFO, logger="kinitro_dagster.sim.rollout"):
@@ -75,6 +78,7 @@ def test_good_miner_is_unaffected_by_bad_miners_and_a_dying_worker(miners, caplo
             SEEDS,
             CONFIG,
             max_workers=2,
+            miners_per_worker=miners_per_worker,
             client_settings=ClientSettings(act_timeout_s=0.3),
             env_factory=segfaulting_env_factory,
         )
@@ -97,6 +101,11 @@ def test_good_miner_is_unaffected_by_bad_miners_and_a_dying_worker(miners, caplo
     assert kinds["crash"] == {ErrorKind.CRASHED.value}
     assert kinds["http_500"] == {ErrorKind.HTTP_ERROR.value}
 
+    retried = {r.uid for r in caplog.records if "retry_alone=True" in r.getMessage()}
+    if miners_per_worker > 1:  # the poison miner shared its worker, so everyone there was retried
+        assert uids["poison"] in retried and len(retried) > 1
+    else:
+        assert not retried
     outcome_lines = [r for r in caplog.records if r.getMessage().startswith("miner evaluated")]
     assert sorted(r.uid for r in outcome_lines) == sorted(uids.values())  # one line per miner
 
