@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make docker eval mode runnable on this machine, each step skipped when already done:
-#   1. Debian's docker.io and debootstrap (apt) if dockerd or debootstrap is missing;
+#   1. Debian's docker.io, debootstrap and docker-compose (apt) if dockerd, debootstrap or
+#      docker-compose is missing (tests/deploy validates deploy/docker-compose.yml with it);
 #   2. dockerd running (started as root in the background, log /var/log/kinitro-dockerd.log);
 #   3. the local base image kinitro/base:trixie (sim_images/base/build-base.sh, no registry needed);
 #   4. the miner-runner image (`kinitro env build miner`; docker's layer cache makes a rebuild of
@@ -13,10 +14,10 @@ kinitro="${KINITRO:-.venv/bin/kinitro}"
 runner_image="${KINITRO_EXECUTOR_MINER_DEPLOYMENT_IMAGE:-kinitro/miner-runner:v1}"
 dockerd_log="${DOCKERD_LOG:-/var/log/kinitro-dockerd.log}"
 
-if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
-  echo "installing docker.io and debootstrap"
+if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || ! command -v docker-compose >/dev/null; then
+  echo "installing docker.io, debootstrap and docker-compose"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap docker-compose >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then

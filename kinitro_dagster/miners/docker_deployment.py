@@ -20,13 +20,16 @@ What a policy container gets (`DockerDeployment`):
 Deployments are cached by (repo, revision) — and image and limits — for a TTL (`DeploymentPool`):
 a partition reuses a running container of the same snapshot; one that crashed, failed or outlived
 its TTL is torn down at the end of the partition, the rest when the process exits (atexit). Every
-container carries labels (`kinitro.deployment=1`, repo, revision, owner process), so a new pool
-removes the leftovers of dead owner processes on this host; by hand:
+container carries labels (`kinitro.deployment=1`, repo, revision, owner process, and the owner's
+own container when the evaluator runs in one), so a new pool removes the leftovers of dead owner
+processes on this host and of owner containers that are gone (a killed run container); by hand:
 `docker rm -f $(docker ps -aq --filter label=kinitro.deployment=1)`.
 
-The evaluator must see the socket directory at the same path as the docker daemon does (true when
-it runs on the host; a containerized evaluator needs that directory bind-mounted at the same path:
-`run_root`).
+The evaluator must see the snapshot and the socket directory at the same paths as the docker
+daemon does: true when it runs on the host. A containerized evaluator (a run container of
+deploy/dagster.yaml's DockerRunLauncher) needs the host's docker socket, the state dir (hub cache)
+bind-mounted at its own path, and the socket directories' root (`run_root`, `default_run_root()`)
+likewise: deploy/dagster.yaml mounts /var/run/docker.sock, /var/lib/kinitro and /dev/shm/kinitro.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = "kinitro/miner-runner:v1"
 LABEL = "kinitro.deployment"
+OWNER_CONTAINER_LABEL = "kinitro.owner_container"  # the evaluator's own container id, when it runs in one
+SHARED_RUN_ROOT = Path("/dev/shm/kinitro")  # socket directories, when the host shares it (default_run_root)
 POLICY_UID = 65532  # the image's `policy` user; any non-root uid would do
 _POLICY_MOUNT = "/policy"
 _SOCKET_MOUNT = "/run/policy"
@@ -306,6 +311,7 @@ class DockerDeployment:
             "kinitro.repo": self.repo or "",
             "kinitro.revision": self.revision or "",
             "kinitro.owner": owner_id(),
+            OWNER_CONTAINER_LABEL: own_container_id() or "",
         }
 
     def _container_name(self) -> str:
@@ -378,10 +384,14 @@ def hub_identity(snapshot_dir: Path) -> tuple[str | None, str | None]:
 
 
 def default_run_root() -> Path:
-    """Where socket directories go: /dev/shm, so files a policy writes there count against its memory."""
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
-        return shm
+    """Where socket directories go: under /dev/shm, so files a policy writes there count against its memory.
+
+    /dev/shm/kinitro when it exists: deploy/dagster.yaml bind-mounts the host's into every run
+    container at that same path, so the host's engine finds the directories a run container makes.
+    """
+    for root in (SHARED_RUN_ROOT, SHARED_RUN_ROOT.parent):
+        if root.is_dir() and os.access(root, os.W_OK | os.X_OK):
+            return root
     return Path(tempfile.gettempdir())
 
 
@@ -564,19 +574,46 @@ def owner_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}/{pid}/{_start_time(pid)}"
 
 
+def own_container_id() -> str | None:
+    """The id of the docker container this process runs in (from the engine's bind mounts), else None."""
+    global _own_container
+    if _own_container is None:
+        try:
+            with open("/proc/self/mountinfo") as mounts:
+                match = re.search(r"/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.conf)\s", mounts.read())
+        except OSError:
+            match = None
+        _own_container = match.group(1) if match else ""
+    return _own_container or None
+
+
+_own_container: str | None = None
+
+
 def prune_leftovers() -> int:
-    """Remove policy containers whose owner process on this host is gone; returns how many."""
+    """Remove policy containers whose owner is gone; returns how many.
+
+    The owner is a process on this host (gone: no such pid, or another process reused it), or a
+    process in a container on this docker engine (gone: the container no longer runs, e.g. a run
+    container that was killed and auto-removed). Another machine's containers are left alone.
+    """
     client = docker_client()
     removed = 0
     host = socket.gethostname()
+    here = own_container_id()
     for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
-        owner_host, _, rest = container.labels.get("kinitro.owner", "").partition("/")
-        pid_text, _, start = rest.partition("/")
-        if owner_host != host or not pid_text.isdigit():
-            continue  # another machine's (or a containerized evaluator's): not ours to judge
-        pid = int(pid_text)
-        if process_is_alive(pid) and _start_time(pid) == start:
-            continue
+        owner_container = container.labels.get(OWNER_CONTAINER_LABEL, "")
+        if owner_container and owner_container != here:
+            if _container_is_running(client, owner_container):
+                continue
+        else:
+            owner_host, _, rest = container.labels.get("kinitro.owner", "").partition("/")
+            pid_text, _, start = rest.partition("/")
+            if owner_host != host or not pid_text.isdigit():
+                continue  # another machine's: not ours to judge
+            pid = int(pid_text)
+            if process_is_alive(pid) and _start_time(pid) == start:
+                continue
         with contextlib.suppress(Exception):
             container.remove(force=True)
             removed += 1
@@ -584,6 +621,17 @@ def prune_leftovers() -> int:
     if removed:
         logger.warning("removed %d policy containers left by dead evaluator processes", removed)
     return removed
+
+
+def _container_is_running(client: docker.DockerClient, container_id: str) -> bool:
+    from docker.errors import NotFound
+
+    try:
+        return client.containers.get(container_id).status in ("running", "restarting", "paused")
+    except NotFound:
+        return False
+    except Exception:  # the engine did not answer: do not judge
+        return True
 
 
 def _remove_run_dir(container: Container) -> None:

@@ -3,13 +3,17 @@ instance, the code location served by `dagster api grpc`, the daemon launching e
 container of the evaluator image (DockerRunLauncher), run monitoring and run retries.
 
 One cycle: the real `cycle_sensor` opens it, the automation sensor launches the episode partitions
-into containers, one container is `docker kill`ed mid-partition, run monitoring fails that run,
-run retries runs it again, `pareto_scores` and `weights` follow, and the weights API on the same
-warehouse serves them. The code location runs on this host, so the image is built with the code
-at this checkout's absolute path (APP_DIR; see sim_images/evaluator/Dockerfile).
+into containers (queued by deploy/dagster.yaml's coordinator, which tags them with their env
+family), one container is `docker kill`ed mid-partition, run monitoring fails that run, run
+retries runs it again, `pareto_scores` and `weights` follow, and the weights API on the same
+warehouse serves them. Twice: policies as subprocesses of the run container (local eval mode), and
+each policy in its own miner-runner container that the run container starts on this host's
+engine (docker eval mode; the victim is killed once its policy containers run, and the retry
+removes them). The code location runs on this host, so the image is built with the code at this
+checkout's absolute path (APP_DIR; see sim_images/evaluator/Dockerfile).
 
-Needs root, dockerd and the kinitro/base:trixie image (sim_images/setup-docker.sh makes them; CI
-runs it) and PostgreSQL. FAILS rather than skips when they are missing: CI runs this.
+Needs root, dockerd, the kinitro/base:trixie and miner-runner images (sim_images/setup-docker.sh
+makes them; CI runs it) and PostgreSQL. FAILS rather than skips when they are missing: CI runs this.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-# The image build (cold: ~2 min with the base image present; CI prebuilds it) plus ~3 min of cycle.
+# The image build (cold: ~2 min with the base image present; CI prebuilds it) plus ~2 min a cycle.
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.postgres, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +40,8 @@ BIN = Path(sys.executable).parent
 MINERS_EVALUATED = 3  # demo miners: expert, noisy, random (the copycat and the typo are not evaluated)
 EPISODES = 2
 CYCLE_DEADLINE_S = 420
+STATE_DIR = "/var/lib/kinitro"  # deploy/dagster.yaml's state bind mount; the test uses its own dir
+MINER_IMAGE = "kinitro/miner-runner:v1"
 
 
 def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -90,16 +96,26 @@ def _free_port() -> int:
 
 
 def _instance_yaml(state: Path) -> dict:
-    """deploy/dagster.yaml as shipped, but for one host: run containers on the host network (this
-    PostgreSQL listens on loopback), the state dir mounted at its own path, monitoring every 2 s."""
+    """deploy/dagster.yaml as shipped, but for one test: this test's state dir in place of
+    /var/lib/kinitro (still at its own path), monitoring every 2 s. Run containers join the host
+    network through KINITRO_RUN_NETWORK (this PostgreSQL listens on loopback)."""
     config = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
-    config["run_launcher"]["config"]["container_kwargs"]["volumes"] = [f"{state}:{state}"]
+    kwargs = config["run_launcher"]["config"]["container_kwargs"]
+    assert f"{STATE_DIR}:{STATE_DIR}" in kwargs["volumes"], kwargs["volumes"]
+    kwargs["volumes"] = [f"{state}:{state}" if v == f"{STATE_DIR}:{STATE_DIR}" else v for v in kwargs["volumes"]]
     config["run_monitoring"]["poll_interval_seconds"] = 2
     return config
 
 
+@pytest.fixture(params=["local", "docker"])
+def eval_mode(request) -> str:
+    if request.param == "docker" and _docker("image", "inspect", MINER_IMAGE).returncode != 0:
+        pytest.fail(f"{MINER_IMAGE} is missing: run sim_images/setup-docker.sh (CI's .ci/run does)", pytrace=False)
+    return request.param
+
+
 @pytest.fixture
-def stack(evaluator_image, databases, postgres_admin_url, tmp_path, monkeypatch) -> Iterator[dict]:
+def stack(evaluator_image, eval_mode, databases, postgres_admin_url, tmp_path, monkeypatch) -> Iterator[dict]:
     """The production processes on this host: code server (gRPC) and daemon, on PostgreSQL."""
     from sqlalchemy import make_url
 
@@ -122,11 +138,13 @@ def stack(evaluator_image, databases, postgres_admin_url, tmp_path, monkeypatch)
         "KINITRO_SCHEDULER_ENV_IDS": os.environ["KINITRO_SCHEDULER_ENV_IDS"],
         "KINITRO_SCHEDULER_EPISODES_PER_ENV": str(EPISODES), "KINITRO_SCHEDULER_EVAL_INTERVAL_SECONDS": "1200",
         "KINITRO_SCHEDULER_CHAIN": "file", "KINITRO_SCHEDULER_NETWORK": "finney", "KINITRO_SCHEDULER_NETUID": "1",
-        "KINITRO_SEED_SECRET": "integration-test-secret", "KINITRO_EXECUTOR_EVAL_MODE": "local",
+        "KINITRO_SEED_SECRET": "integration-test-secret", "KINITRO_EXECUTOR_EVAL_MODE": eval_mode,
         "KINITRO_EXECUTOR_MAX_TIMESTEPS": "150", "KINITRO_EXECUTOR_USE_IMAGES": "false",
-        "KINITRO_EXECUTOR_MINER_HF_TOKEN": "",
-        "KINITRO_EXECUTOR_MINER_DEPLOYMENT_IMAGE": "kinitro/miner-runner:v1", "KINITRO_STATE_DIR": str(state),
-        "HF_HUB_OFFLINE": "1",
+        "KINITRO_EXECUTOR_MINER_HF_TOKEN": "", "KINITRO_EXECUTOR_MINER_DEPLOYMENT_IMAGE": MINER_IMAGE,
+        "KINITRO_EXECUTOR_MINER_DEPLOYMENT_CPU": "1", "KINITRO_EXECUTOR_MINER_DEPLOYMENT_MEMORY": "2Gi",
+        "KINITRO_EXECUTOR_MINER_DEPLOYMENT_TTL_SECONDS": "600",
+        "KINITRO_EXECUTOR_MINER_DEPLOYMENT_WARMUP_TIMEOUT": "120",
+        "KINITRO_STATE_DIR": str(state), "HF_HUB_OFFLINE": "1",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -143,7 +161,7 @@ def stack(evaluator_image, databases, postgres_admin_url, tmp_path, monkeypatch)
             [str(BIN / "dagster-daemon"), "run", "-w", str(home / "workspace.yaml")], cwd=home,
             env=os.environ.copy(), stdout=logs["daemon"], stderr=subprocess.STDOUT, start_new_session=True,
         ))
-        yield {"home": home, "warehouse_url": warehouse_url, "logs": tmp_path}
+        yield {"home": home, "warehouse_url": warehouse_url, "logs": tmp_path, "eval_mode": eval_mode}
     finally:
         for process in reversed(processes):
             if process.poll() is None:
@@ -191,11 +209,13 @@ def test_cycle_runs_in_containers_survives_a_killed_run_and_is_served(stack):
 
     from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS
     from kinitro_dagster.settings import ApiSettings
-    from kinitro_dagster.sim.registry import env_id_to_partition_key
+    from kinitro_dagster.sim.registry import env_family, env_id_to_partition_key
     from kinitro_dagster.warehouse.store import Warehouse
     from weights_api.app import create_app
 
     started = time.monotonic()
+    since = str(int(time.time()) - 1)  # docker events from here on
+    docker_mode = stack["eval_mode"] == "docker"
     victim_env = env_id_to_partition_key(ENABLED_ENV_IDS[0])
     store = Warehouse(stack["warehouse_url"])
     with dg.DagsterInstance.from_config(str(stack["home"])) as instance:
@@ -204,7 +224,7 @@ def test_cycle_runs_in_containers_survives_a_killed_run_and_is_served(stack):
         while time.monotonic() - started < CYCLE_DEADLINE_S:
             runs = _runs(instance)
             if victim is None:
-                victim = _kill_mid_partition(instance, runs, victim_env)
+                victim = _kill_mid_partition(instance, runs, victim_env, once_policies_run=docker_mode)
             cycles = instance.get_dynamic_partitions("cycles")
             cycle = cycles[0] if cycles else None
             if cycle and victim and store.weights_for_cycle(cycle) is not None and all(
@@ -224,6 +244,13 @@ def test_cycle_runs_in_containers_survives_a_killed_run_and_is_served(stack):
         assert len(opener) == 1 and opener[0].tags.get("dagster/sensor_name") == "cycle_sensor"
         assert all("docker/container_id" in r.tags for r in runs), [r.tags for r in runs]
 
+        # Every episode run, the retry included, was queued with its env family (the queue's limits).
+        episode_runs = [r for r in runs if "dagster/partition/env" in r.tags]
+        assert len(episode_runs) == len(ENABLED_ENV_IDS) + 1, [r.tags for r in runs]
+        assert all(r.tags.get("kinitro/env_family") == env_family(ENABLED_ENV_IDS[0]) for r in episode_runs), \
+            [r.tags for r in episode_runs]
+        assert not any("kinitro/env_family" in r.tags for r in runs if r not in episode_runs)
+
         # The killed run: failed by run monitoring, retried once, the retry succeeded.
         killed = instance.get_run_by_id(victim)
         assert killed.status == dg.DagsterRunStatus.FAILURE
@@ -238,6 +265,20 @@ def test_cycle_runs_in_containers_survives_a_killed_run_and_is_served(stack):
         for env_id, rows in episodes.items():
             assert len(rows) == MINERS_EVALUATED * EPISODES, env_id
             assert len({(r.uid, r.episode) for r in rows}) == len(rows), env_id
+            # Every policy was deployed and served (in docker mode: by a container the run started).
+            assert not [(r.uid, r.error) for r in rows if r.error_kind == "deployment_failed"], env_id
+
+        if docker_mode:
+            # Each successful episode run started its miners' policy containers on this host's engine;
+            # all are gone now: at exit of their run, or, for the killed run's, pruned by its retry.
+            run_containers = {r.tags["docker/container_id"] for r in episode_runs}
+            owners = _policy_container_owners(since)
+            for run in episode_runs:
+                if run.status == dg.DagsterRunStatus.SUCCESS:
+                    assert owners.count(run.tags["docker/container_id"]) >= MINERS_EVALUATED, (run.run_id, owners)
+            assert set(owners) <= run_containers, owners
+            left = [c for owner in run_containers for c in _policy_containers(owner)]
+            assert not left, f"policy containers outlived their runs: {left}"
 
         for asset in ("pareto_scores", "weights"):
             assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
@@ -252,12 +293,32 @@ def test_cycle_runs_in_containers_survives_a_killed_run_and_is_served(stack):
     print(f"\ncycle {cycle}: sensor tick to weights in {elapsed:.0f} s, {len(runs)} runs in containers")
 
 
-def _kill_mid_partition(instance, runs, env_key: str) -> str | None:
-    """`docker kill` the run container of `env_key`'s episode partition once its step has started."""
+def _policy_containers(owner_container: str) -> list[str]:
+    """Policy containers (running or not) that the evaluator in `owner_container` started."""
+    out = _docker("ps", "-aq", "--filter", "label=kinitro.deployment=1",
+                  "--filter", f"label=kinitro.owner_container={owner_container}")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def _policy_container_owners(since: str) -> list[str]:
+    """The owner container of each policy container started since `since` (one entry per start)."""
+    out = _docker("events", "--since", since, "--until", str(int(time.time()) + 1),
+                  "--filter", "type=container", "--filter", "event=start", "--filter", "label=kinitro.deployment=1",
+                  "--format", '{{index .Actor.Attributes "kinitro.owner_container"}}')  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def _kill_mid_partition(instance, runs, env_key: str, *, once_policies_run: bool) -> str | None:
+    """`docker kill` the run container of `env_key`'s episode partition once its step has started
+    (and, with `once_policies_run`, once it has started a policy container)."""
     for run in runs:
         if (run.tags.get("dagster/partition/env") == env_key and run.status.value == "STARTED"
                 and "dagster/parent_run_id" not in run.tags and _started_step(instance, run.run_id)):
             container = run.tags["docker/container_id"]
+            if once_policies_run and not _policy_containers(container):
+                return None
             result = _docker("kill", container)
             assert result.returncode == 0, result.stderr
             return run.run_id

@@ -30,6 +30,7 @@ from kinitro_dagster.miners.docker_deployment import (
     DockerDeployment,
     DockerOptions,
     DockerSetupError,
+    default_run_root,
     hub_identity,
     owner_id,
     parse_memory,
@@ -295,9 +296,10 @@ def test_probes_from_inside_reach_no_network_host_service_or_host_file(docker_im
     hostile = publish(HOSTILE, "mallory/probe", tmp_path / "hub", files)
 
     options = DockerOptions(image=docker_image)
-    with DockerDeployment(hostile.policy_dir, options=options) as deployment, PolicyClient(
-        deployment.base_url, act_timeout_s=60
-    ) as client:
+    with (
+        DockerDeployment(hostile.policy_dir, options=options) as deployment,
+        PolicyClient(deployment.base_url, act_timeout_s=60) as client,
+    ):
         with pytest.raises(PolicyError, match="HTTP 500"):  # the hostile policy fails its own episode
             client.act({})
         results = client.health()["probes"]
@@ -335,7 +337,7 @@ def test_hostile_policies_fail_their_own_episodes_and_harm_nothing_else(docker_i
     for uid, mode in enumerate(HOSTILE_MODES, start=2):
         hostile = publish(HOSTILE, f"mallory/{mode}", cache, {"MODE": mode, "targets.json": targets})
         policies.append(PolicyUnderTest(uid, hostile.policy_dir, hostile.repo, hostile.revision))
-    shm_before = set(Path("/dev/shm").glob("kinitro-policy-*"))
+    shm_before = set(default_run_root().glob("kinitro-policy-*"))
     pool = RecordingPool()
     options = DockerOptions(image=docker_image, cpus=0.5, memory="512Mi", pids_limit=64, ttl_s=0)
 
@@ -359,7 +361,7 @@ def test_hostile_policies_fail_their_own_episodes_and_harm_nothing_else(docker_i
     # Nothing outlives the partition (ttl 0) or leaked onto the host.
     assert _our_containers() == []
     assert uid_processes(POLICY_UID) == []
-    assert set(Path("/dev/shm").glob("kinitro-policy-*")) <= shm_before
+    assert set(default_run_root().glob("kinitro-policy-*")) <= shm_before
     assert all(not d.socket_path.parent.parent.exists() for d in pool.seen)
     assert connections == [] and sentinel.read_text() == "only the host may read this"
     assert socket.create_connection(("127.0.0.1", 5432), timeout=5)  # the host's PostgreSQL is fine
@@ -442,3 +444,40 @@ def test_containers_of_a_killed_evaluator_are_removed_by_the_next_one(docker_ima
     DeploymentPool(prune=True)._prepare(docker_image)
     with pytest.raises(docker.errors.NotFound):
         client.containers.get(container_id)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_containers_of_a_gone_run_container_are_removed_and_of_a_running_one_kept(docker_image, monkeypatch):
+    """An evaluator in a run container labels its policy containers with that container; once the
+    run container is gone (killed, auto-removed), the next evaluator's pool removes them."""
+    import docker
+
+    from kinitro_dagster.miners import docker_deployment
+
+    client = docker.from_env()
+    # Stand-ins for two run containers: one still running, one killed and removed.
+    running = client.containers.run(docker_image, ["sleep", "300"], detach=True, network_mode="none",
+                                    labels={"kinitro.test": "run-container"})  # fmt: skip
+    gone = client.containers.create(docker_image, ["true"], network_mode="none")
+    gone.remove()
+    launched = {}
+    try:
+        for owner in (running.id, gone.id):
+            monkeypatch.setattr(docker_deployment, "_own_container", owner)
+            deployment = DockerDeployment(MINERS / "random_policy", options=DockerOptions(image=docker_image))
+            deployment.launch()
+            launched[owner] = deployment
+            assert client.containers.get(deployment.container_id).labels["kinitro.owner_container"] == owner
+        launched[gone.id]._finalizer.detach()  # as if its evaluator had been SIGKILLed with its container
+        monkeypatch.setattr(docker_deployment, "_own_container", "")  # the next evaluator, on the host
+
+        assert docker_deployment.prune_leftovers() >= 1
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get(launched[gone.id].container_id)
+        assert not launched[gone.id].socket_path.parent.parent.exists()  # its socket directory too
+        assert client.containers.get(launched[running.id].container_id).status in ("created", "running")
+    finally:
+        if running.id in launched:
+            launched[running.id].stop()
+        running.remove(force=True)
