@@ -30,8 +30,8 @@ convention (x right, y down, z forward; pixel centres at integer coordinates), s
 `K @ inv(T) @ p_world` lands on the pixel as delivered.
 
 Rendering cost. Before the first render the model's off-screen multisampling, shadows and
-reflections are switched off: about a tenth of the default cost (13 vs 140 ms a frame at 84x84 on
-llvmpipe, 2 cores). The viewer's scene flags are left alone: toggling them makes later envs render
+reflections are switched off, and llvmpipe renders on the worker's own thread (LP_NUM_THREADS=0,
+unless the operator set it): 6-8 ms a frame at 84x84 against ~100 ms at MuJoCo's defaults here. The viewer's scene flags are left alone: toggling them makes later envs render
 black. One `mujoco.Renderer`, made once per env, renders every camera in turn: a second one
 renders no faster and costs ~127 MiB more (env + renderer: ~365 MiB RSS).
 """
@@ -47,6 +47,11 @@ import weakref
 
 # Headless machines have no display; MuJoCo picks its GL backend when it is first imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
+# Mesa's software rasterizer (llvmpipe, the EGL device of a machine without a GPU) otherwise starts
+# a thread per core for every context. Rollout workers are already one per core, and on 84x84
+# frames the hand-off costs more than it saves: single-threaded rendering measured 45-60 steps/s
+# with both cameras against 27-48 with Mesa's threads here. GPU drivers ignore the variable.
+os.environ.setdefault("LP_NUM_THREADS", "0")
 
 import metaworld
 import mujoco

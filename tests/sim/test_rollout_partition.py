@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,3 +124,30 @@ def test_duplicate_uids_are_refused():
 def test_unknown_env_id_is_refused_before_any_worker_starts():
     with pytest.raises(ValueError, match="unknown env id"):
         evaluate_partition("metaworld/fly-v9", [MinerTarget(1, "http://127.0.0.1:1")], SEEDS, CONFIG)
+
+
+def test_a_worker_steps_other_miners_while_one_policy_computes(running_deployments):
+    """One worker, three miners at once: two policies take 50 ms an action, one answers at once.
+    Played one after another the slow miners' episodes would add up; interleaved, they overlap,
+    and every miner's episodes are the ones it plays alone."""
+    deployments = {
+        "slow_a": LocalDeployment(FIXTURES / "slow_act", env={"SLOW_ACT_S": "0.05"}),
+        "slow_b": LocalDeployment(FIXTURES / "slow_act", env={"SLOW_ACT_S": "0.05"}),
+        "fast": LocalDeployment(FIXTURES / "good"),
+    }
+    with running_deployments(deployments) as servers:
+        targets = [MinerTarget(uid, d.base_url, d.pid) for uid, d in enumerate(servers.values())]
+        evaluate_partition(ENV_ID, targets[2:], SEEDS[:1], CONFIG, max_workers=1)  # the fork server is up
+        started = time.perf_counter()
+        records = evaluate_partition(ENV_ID, targets, SEEDS, CONFIG, max_workers=1, miners_per_worker=3)
+        elapsed = time.perf_counter() - started
+        alone = evaluate_miner(ENV_ID, servers["fast"].base_url, uid=2, seeds=SEEDS, env_config=CONFIG)
+
+    assert [r.error_kind for r in records] == [None] * 9
+    wall = {uid: sum(r.wall_seconds for r in records if r.uid == uid) for uid in range(3)}
+    slow_floor = len(SEEDS) * CONFIG.max_steps * 0.05  # 3 s of policy time per slow miner
+    assert wall[0] >= slow_floor and wall[1] >= slow_floor
+    assert elapsed < wall[0] + wall[1]  # the slow miners' episodes overlapped
+    assert wall[2] < slow_floor  # and the fast miner was not held to their pace
+    fast = [r for r in records if r.uid == 2]
+    assert [(r.total_reward, r.steps) for r in fast] == [(r.total_reward, r.steps) for r in alone]
