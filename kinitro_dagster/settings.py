@@ -84,7 +84,8 @@ class ExecutorSettings(BaseSettings):
     max_workers: int | None = None  # parallel miner shards in a partition; None: the cores given
     # Miners each worker plays at once (one env each): it steps whichever miner's policy has answered,
     # so its core does not idle while a policy computes. Each costs one more env in memory.
-    miners_per_worker: int = Field(default=2, ge=1)
+    # None: 2 without images, 1 with them (rendering is then most of a step).
+    miners_per_worker: int | None = Field(default=None, ge=1)
     miner_hf_token: str | None = None
     miner_deployment_image: str = "kinitro/miner-runner:v1"
     miner_deployment_ttl_seconds: int = 600

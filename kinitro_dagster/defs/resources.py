@@ -99,7 +99,9 @@ class Evaluator(dg.ConfigurableResource):
     use_images: bool = True
     privileged_state: bool = True
     max_workers: int | None = None
-    miners_per_worker: int = 2  # miners a worker plays at once, stepping one env while other policies compute
+    # Miners a worker plays at once, stepping one env while other policies compute (None: 2 without
+    # images, 1 with them).
+    miners_per_worker: int | None = None
     warmup_timeout_s: float = 120.0
     eval_timeout_s: float = 300.0  # one episode's wall-clock budget
     miner_image: str = "kinitro/miner-runner:v1"

@@ -31,9 +31,10 @@ convention (x right, y down, z forward; pixel centres at integer coordinates), s
 
 Rendering cost. Before the first render the model's off-screen multisampling, shadows and
 reflections are switched off, and llvmpipe renders on the worker's own thread (LP_NUM_THREADS=0,
-unless the operator set it): 6-8 ms a frame at 84x84 against ~100 ms at MuJoCo's defaults here. The viewer's scene flags are left alone: toggling them makes later envs render
-black. One `mujoco.Renderer`, made once per env, renders every camera in turn: a second one
-renders no faster and costs ~127 MiB more (env + renderer: ~365 MiB RSS).
+unless the operator set it): 6-8 ms a frame at 84x84 against ~100 ms at MuJoCo's defaults here.
+The viewer's scene flags are left alone: toggling them makes later envs render black. One
+`mujoco.Renderer`, made once per env, renders every camera in turn: a second one renders no faster
+and costs ~127 MiB more (env + renderer: ~365 MiB RSS).
 """
 
 from __future__ import annotations

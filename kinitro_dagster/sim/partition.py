@@ -42,7 +42,7 @@ def evaluate_env_partition(
     warmup_timeout_s: float = 120.0,
     episode_timeout_s: float | None = None,
     max_workers: int | None = None,
-    miners_per_worker: int = 1,
+    miners_per_worker: int | None = None,
     docker: DockerOptions | None = None,
     docker_pool: DeploymentPool | None = None,
 ) -> list[EpisodeRecord]:

@@ -263,7 +263,7 @@ def evaluate_partition(
     env_config: EnvConfig | None = None,
     *,
     max_workers: int | None = None,
-    miners_per_worker: int = 1,
+    miners_per_worker: int | None = None,
     client_settings: ClientSettings | None = None,
     env_factory: EnvFactory = make_env,
     episode_timeout_s: float | None = None,
@@ -275,6 +275,7 @@ def evaluate_partition(
     Each worker plays up to `miners_per_worker` miners at once, one env each: it steps whichever
     miner's policy has answered, so its core is not idle while a policy computes (policies on CPUs
     of their own: docker limits, remote hosts). Each extra miner costs one more env in memory.
+    None: `default_miners_per_worker(env_config)`.
     Rows come back sorted by (uid, episode), exactly `len(miners) * len(seeds)` of them whatever fails.
     """
     if env_factory is make_env:
@@ -282,6 +283,8 @@ def evaluate_partition(
     uids = [miner.uid for miner in miners]
     if len(set(uids)) != len(uids):
         raise ValueError(f"miner uids must be unique within a partition, got {sorted(uids)}")
+    if miners_per_worker is None:
+        miners_per_worker = default_miners_per_worker(env_config)
     if miners_per_worker < 1:
         raise ValueError(f"miners_per_worker must be at least 1, got {miners_per_worker}")
     if not miners:
@@ -306,6 +309,12 @@ def evaluate_partition(
         extra={"env_id": env_id, "miners": len(miners), "workers": n_workers, "miners_per_worker": miners_per_worker},
     )  # fmt: skip
     return sorted(records, key=lambda r: (r.uid, r.episode))
+
+
+def default_miners_per_worker(env_config: EnvConfig | None) -> int:
+    """2 without images; 1 with them, where rendering is most of a step and an env with its
+    renderer holds ~365 MiB (DESIGN §11: one episode worker <= 512 MiB)."""
+    return 1 if (env_config or EnvConfig()).use_images else 2
 
 
 def usable_cores() -> int:
