@@ -131,6 +131,8 @@ class PolicyClient:
         self._reused = False  # whether the open connection has already served a request
         self._recv_timeout = 0.0  # the SO_RCVTIMEO now set on the socket, seconds
         self._pending: _Pending | None = None
+        self._outcome: bytes | PolicyError | None = None  # the finished request's body or error, until received
+        self._received = b""  # bytes of the pending response read so far
 
     @classmethod
     def from_settings(
@@ -165,9 +167,9 @@ class PolicyClient:
         self.send_act(observation)
         return self.receive_action()
 
-    # Each request in two halves, so that one thread can keep several policies busy: send, do other
-    # work (step another miner's env) until `pending_socket` is readable, then receive. A half's
-    # errors are PolicyErrors, as from the whole call.
+    # Each request in halves, so that one thread can keep several policies busy: send, do other work
+    # (step another miner's env) while `poll()` says the response is incomplete, then receive. The
+    # halves raise the PolicyErrors the whole call would.
 
     def send_reset(self, task_config: dict) -> None:
         body = json.dumps({"task_config": task_config}).encode()
@@ -190,6 +192,37 @@ class PolicyClient:
             self.close()  # a policy that sent garbage starts its next episode on a clean connection
             raise
 
+    def poll(self, *, block: bool = False) -> bool:
+        """Read what has arrived for the pending request; True once its response is complete or the
+        request has failed (`receive_*` then returns or raises at once), False while more is due
+        before the deadline. `block`: wait for it instead, up to the deadline.
+
+        A response that arrives in pieces is collected across calls, so a policy that sends half a
+        response and stalls costs the caller nothing until its deadline.
+        """
+        pending = self._pending
+        if self._outcome is not None:
+            return True
+        if pending is None:
+            raise RuntimeError("no request is pending: send one first")
+        try:
+            try:
+                body = self._response(pending, block)
+            except _StaleConnection:
+                # As in _send: the server closed the idle connection before our request reached it.
+                self.close()
+                self._pending = pending
+                self._connection(pending.deadline).sendall(pending.request)
+                body = self._response(pending, block)
+        except _NotYet:
+            return False
+        except (PolicyError, _StaleConnection, OSError) as error:
+            self._outcome = self._failed(error, pending.what, pending.timeout_s)
+        else:
+            self._outcome = body
+        self._pending = None
+        return True
+
     @property
     def pending_socket(self) -> socket.socket | None:
         """The connection a sent request's response will arrive on (None when nothing is pending)."""
@@ -210,6 +243,8 @@ class PolicyClient:
     def close(self) -> None:
         """Drop the connection (and any request still waiting for its response)."""
         self._pending = None
+        self._outcome = None
+        self._received = b""
         if self._sock is not None:
             try:
                 self._sock.close()
@@ -230,6 +265,7 @@ class PolicyClient:
         return self._receive()
 
     def _send(self, request: bytes, what: str, timeout_s: float) -> None:
+        self._outcome, self._received = None, b""
         pending = self._pending = _Pending(request, what, time.monotonic() + timeout_s, timeout_s)
         try:
             try:
@@ -248,32 +284,25 @@ class PolicyClient:
             raise self._failed(error, what, timeout_s) from None
 
     def _receive(self) -> bytes:
-        pending = self._pending
-        if pending is None:
-            raise RuntimeError("no request is pending: send one first")
-        try:
-            try:
-                return self._response(pending)
-            except _StaleConnection:
-                # As in _send: the server closed the idle connection before our request reached it.
-                self.close()
-                self._connection(pending.deadline).sendall(pending.request)
-                return self._response(pending)
-        except (PolicyError, _StaleConnection, OSError) as error:
-            raise self._failed(error, pending.what, pending.timeout_s) from None
-        finally:
-            self._pending = None
+        """The pending request's 2xx body (waiting for it if `poll` has not seen it complete)."""
+        self.poll(block=True)
+        outcome, self._outcome = self._outcome, None
+        if isinstance(outcome, PolicyError):
+            raise outcome
+        assert outcome is not None
+        return outcome
 
-    def _response(self, pending: _Pending) -> bytes:
+    def _response(self, pending: _Pending, block: bool) -> bytes:
         sock = self._sock
         assert sock is not None
         reused, what = self._reused, pending.what
         try:
-            status, body, keep_alive = self._read_response(sock, what, pending.deadline)
+            status, body, keep_alive = self._read_response(sock, what, pending.deadline, block)
         except (ConnectionResetError, BrokenPipeError, _ClosedBeforeResponse) as error:
             if reused:
                 raise _StaleConnection(str(error)) from None
             raise PolicyError(ErrorKind.CONNECTION_ERROR, f"{what}: server closed the connection ({error})") from None
+        self._received = b""
         self._reused = True
         if not keep_alive:
             self.close()
@@ -333,11 +362,17 @@ class PolicyClient:
             self._recv_timeout = remaining
         return sock.recv(_RECV_BYTES)
 
-    def _read_response(self, sock: socket.socket, what: str, deadline: float) -> tuple[int, bytes, bool]:
-        def recv() -> bytes:
-            return self._recv(sock, deadline)
+    def _read_response(self, sock: socket.socket, what: str, deadline: float, block: bool) -> tuple[int, bytes, bool]:
+        """Parse the response from what has arrived so far, reading more as needed. Without `block`,
+        raises _NotYet when nothing more has arrived; the next call parses again from the start of
+        everything received (kept in `_received`), so no byte is lost between calls."""
 
-        buf = b""
+        def recv() -> bytes:
+            chunk = self._recv(sock, deadline) if block else _recv_arrived(sock, deadline)
+            self._received += chunk
+            return chunk
+
+        buf = self._received
         while (end := buf.find(b"\r\n\r\n")) < 0:
             if len(buf) > _MAX_HEADER_BYTES:
                 raise PolicyError(ErrorKind.RESPONSE_TOO_LARGE, f"{what} response head exceeds {_MAX_HEADER_BYTES} B")
@@ -382,6 +417,20 @@ class _Pending:
     what: str
     deadline: float  # time.monotonic()
     timeout_s: float
+
+
+class _NotYet(Exception):
+    """The pending response is incomplete and nothing more has arrived yet (non-blocking reads)."""
+
+
+def _recv_arrived(sock: socket.socket, deadline: float) -> bytes:
+    """What has arrived, without waiting: _NotYet if nothing has and the deadline is still ahead."""
+    try:
+        return sock.recv(_RECV_BYTES, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        if time.monotonic() < deadline:
+            raise _NotYet from None
+        raise  # a timeout
 
 
 class _StaleConnection(Exception):

@@ -122,12 +122,12 @@ def play_episode(
     try:
         observation = env.reset(seed)
         client.send_reset(env.task_config())
-        yield client
+        yield from _response_of(client)
         client.receive_reset()
         while True:
             asked = time.perf_counter()
             client.send_act(observation)
-            answered = yield client
+            answered = yield from _response_of(client)
             action = client.receive_action()
             latencies.append((answered or time.perf_counter()) - asked)
             try:
@@ -167,6 +167,19 @@ def play_episode(
         latency_p50_ms=p50,
         latency_p99_ms=p99,
     )
+
+
+def _response_of(client: PolicyClient) -> Generator[PolicyClient, float | None, float | None]:
+    """Wait for the client's pending response: yield until it is complete (or failed).
+
+    A driver that resumes with None (`drive`) wants this to block; one that resumes with the time
+    it saw the socket readable (`_Lanes`) gets a non-blocking read, and the generator yields again
+    if the response is still incomplete. Returns the driver's time stamp, if any.
+    """
+    answered = yield client
+    while not client.poll(block=answered is None):
+        answered = yield client
+    return answered
 
 
 def _latency_percentiles_ms(latencies: list[float]) -> tuple[float | None, float | None]:
@@ -414,7 +427,7 @@ class _Lanes:
                     self._start(miner)
             now = time.monotonic()
             for lane in [lane for lane in self.lanes if _overdue(lane, now)]:
-                self._advance(lane, None)  # its receive reports the timeout
+                self._advance(lane, time.perf_counter())  # its poll reports the timeout
 
     def close(self) -> None:
         for lane in self.lanes:

@@ -31,6 +31,7 @@ SURVIVORS: dict[str, tuple[str, dict[str, str]]] = {
     "http_500": ("http_500", {}),
     "close_connection": ("close_connection", {}),
     "hang": ("hang", {}),
+    "partial_response": ("partial_response", {}),
 }
 
 
@@ -65,6 +66,7 @@ def first_act_error(deployment: LocalDeployment) -> PolicyError:
         ("huge_chunked_body", ErrorKind.RESPONSE_TOO_LARGE, "exceeds 65536 B"),
         ("http_500", ErrorKind.HTTP_ERROR, "HTTP 500"),
         ("close_connection", ErrorKind.CONNECTION_ERROR, "closed"),
+        ("partial_response", ErrorKind.TIMEOUT, "no complete response within 0.3 s"),
     ],
 )
 def test_misbehaving_policy_raises_its_error_kind(servers, server, kind, message):
@@ -178,3 +180,19 @@ def test_no_response_by_the_deadline_is_a_timeout_without_waiting_again(servers)
 def test_receive_without_a_request_is_a_programming_error(servers):
     with PolicyClient(servers["hang"].base_url) as client, pytest.raises(RuntimeError, match="no request is pending"):
         client.receive_action()
+
+
+def test_poll_collects_a_response_in_pieces_and_never_waits_for_it(servers):
+    with PolicyClient(servers["partial_response"].base_url, act_timeout_s=ACT_TIMEOUT_S) as client:
+        client.reset(TASK_CONFIG)
+        client.send_act(OBSERVATION)
+        time.sleep(0.1)  # the head and half the body are here
+        started = time.monotonic()
+        assert client.poll() is False
+        assert time.monotonic() - started < 0.05
+        assert client._received.startswith(b"HTTP/1.1 200")  # kept for the next poll
+        time.sleep(ACT_TIMEOUT_S)
+        assert client.poll() is True  # the deadline passed: the request is over
+        with pytest.raises(PolicyError) as error:
+            client.receive_action()
+    assert error.value.kind is ErrorKind.TIMEOUT

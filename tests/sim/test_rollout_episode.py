@@ -142,6 +142,9 @@ def test_non_finite_action_refused_by_the_env_is_a_bad_action(env):
         def send_reset(self, task_config: dict) -> None:
             pass
 
+        def poll(self, *, block: bool = False) -> bool:
+            return True
+
         def receive_reset(self) -> None:
             return None
 

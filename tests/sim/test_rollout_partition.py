@@ -151,3 +151,30 @@ def test_a_worker_steps_other_miners_while_one_policy_computes(running_deploymen
     assert wall[2] < slow_floor  # and the fast miner was not held to their pace
     fast = [r for r in records if r.uid == 2]
     assert [(r.total_reward, r.steps) for r in fast] == [(r.total_reward, r.steps) for r in alone]
+
+
+def test_a_policy_that_sends_half_a_response_does_not_hold_up_the_others(running_deployments):
+    """The dribbler's episodes end at its act timeout (1 s each); meanwhile the worker keeps
+    stepping the good miner, whose episodes take a fraction of that."""
+    deployments = {
+        "dribble": LocalDeployment(FIXTURES / "partial_response"),
+        "good": LocalDeployment(FIXTURES / "good"),
+    }
+    with running_deployments(deployments) as servers:
+        targets = [MinerTarget(uid, d.base_url, d.pid) for uid, d in enumerate(servers.values())]
+        records = evaluate_partition(
+            ENV_ID,
+            targets,
+            SEEDS,
+            CONFIG,
+            max_workers=1,
+            miners_per_worker=2,
+            client_settings=ClientSettings(act_timeout_s=1.0),
+        )
+
+    dribbled = [r for r in records if r.uid == 0]
+    good = [r for r in records if r.uid == 1]
+    assert [r.error_kind for r in dribbled] == [ErrorKind.TIMEOUT.value] * len(SEEDS)
+    assert [r.error_kind for r in good] == [None] * len(SEEDS)
+    # Waiting on the half-sent responses would add the dribbler's three 1 s timeouts to these.
+    assert sum(r.wall_seconds for r in good) < 1.0
