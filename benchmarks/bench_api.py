@@ -1,6 +1,6 @@
 """Load-test the weights API on loopback; prints one JSON line.
 
-    python benchmarks/bench_api.py [--duration 5] [--trivial /docs] [--database-url URL]
+    python benchmarks/bench_api.py [--duration 5] [--requests 200] [--trivial /docs] [--database-url URL]
 
 What it does: fills a fresh warehouse (SQLite file by default) with a realistic subnet (256 uids
 scored on 8 envs, plus 48 older cycles of weights), starts `kinitro api` as a subprocess (uvicorn,
@@ -8,15 +8,19 @@ one worker, exactly what an operator runs), and drives it with wrk (one thread, 
 and at 10 connections against `/v1/weights/latest` (full body, no If-None-Match: what Kinitro
 validators send) and a trivial endpoint of the same app in the same run. It reports requests/s,
 p50 and p99 for each, the latest/trivial throughput ratio, and the API process's RSS (current and
-peak).
+peak). Then it reads the other dashboard endpoints (`/v1/miners`, `/v1/environments`,
+`/v1/scores/latest`, `/v1/scores/{cycle_id}`, `/metrics`, `/v1/status`) over one keep-alive
+connection, `--requests` times each in turn (sequential: one request in flight, so the latency is
+the server's cost per request, not queueing), and reports p50/p99/mean per endpoint.
 
 The trivial endpoint is `/docs` by default: the cheapest route the app has (a ~1 KB HTML page
 built in memory, no database). `/health` is not trivial in that sense: it checks the database on
 the thread pool, so it is several times slower and would flatter the ratio.
 
 Targets (DESIGN §11, 2 cores): at 200 connections latest ≥ 0.8 × trivial throughput; p99 < 20 ms
-at 10 connections; the API process ≤ 200 MiB RSS. At 200 saturating connections p99 is reported
-but not a target (mean latency is then connections ÷ throughput by Little's law).
+at 10 connections; the API process ≤ 200 MiB RSS; each dashboard endpoint < 20 ms p50 sequentially.
+At 200 saturating connections p99 is reported but not a target (mean latency is then
+connections ÷ throughput by Little's law).
 
 Needs wrk (Debian: `apt-get install -y wrk`); without it the script says so and exits 2. wrk is
 C and needs a fraction of a core at these rates, so the API process (one core) is what saturates.
@@ -64,6 +68,15 @@ N_EPISODES = 50
 HISTORY_CYCLES = 48  # older cycles with published weights: the latest must not cost more as they pile up
 INTERVAL_BLOCKS = 300
 CONNECTIONS = (200, 10)
+# Endpoints dashboards and operators read; `{cycle}` is the latest cycle's key.
+SEQUENTIAL = (
+    "/v1/miners",
+    "/v1/environments",
+    "/v1/scores/latest",
+    "/v1/scores/{cycle}",
+    "/metrics",
+    "/v1/status",
+)
 
 # wrk's Lua hook: print the summary as one JSON object at the end of the run (latencies in µs).
 WRK_REPORT = """
@@ -253,10 +266,45 @@ def run_wrk(wrk: str, script: Path, url: str, connections: int, duration_s: int)
     }
 
 
+def measure_sequential(base: str, paths: list[str], n_requests: int) -> dict[str, dict[str, float]]:
+    """Each path `n_requests` times over one keep-alive connection, one request in flight, the
+    paths taken in turn (round-robin) so drift in the host's load hits them alike. Latency is
+    measured at the client: request sent to body read."""
+    samples: dict[str, list[float]] = {path: [] for path in paths}
+    sizes: dict[str, int] = {}
+    with httpx.Client(base_url=base, timeout=10) as client:
+        for path in paths:  # warm-up: thread pool, connection pool, any cache
+            for _ in range(3):
+                response = client.get(path)
+                if response.status_code != 200:
+                    raise SystemExit(f"bench_api: {path} answered {response.status_code}: {response.text[:300]}")
+        for _ in range(n_requests):
+            for path in paths:
+                started = time.perf_counter()
+                response = client.get(path)
+                samples[path].append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    raise SystemExit(f"bench_api: {path} answered {response.status_code}: {response.text[:300]}")
+                sizes[path] = len(response.content)
+    out: dict[str, dict[str, float]] = {}
+    for path, seconds in samples.items():
+        ms = np.asarray(seconds) * 1000
+        out[path] = {
+            "p50_ms": round(float(np.percentile(ms, 50)), 2),
+            "p99_ms": round(float(np.percentile(ms, 99)), 2),
+            "mean_ms": round(float(ms.mean()), 2),
+            "body_bytes": sizes[path],
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--duration", type=int, default=5, help="seconds per endpoint and connection count, in 1-s rounds (default 5)"
+    )
+    parser.add_argument(
+        "--requests", type=int, default=200, help="sequential requests per dashboard endpoint (default 200)"
     )
     parser.add_argument("--trivial", default="/docs", help="the comparison endpoint of the same app (default /docs)")
     parser.add_argument("--database-url", default=None, help="an empty database to fill (default a temp SQLite file)")
@@ -293,6 +341,8 @@ def main() -> None:
                 row = measure(wrk, script, urls, connections, args.duration)
                 row["ratio"] = round(row["latest"]["rps"] / row["trivial"]["rps"], 3)  # type: ignore[index]
                 results[f"c{connections}"] = row
+            paths = [p.format(cycle=f"{latest_block:010d}") for p in SEQUENTIAL]
+            sequential = measure_sequential(base, paths, args.requests)
             rss = rss_mib(server.pid)
             load_after = os.getloadavg()[0]
 
@@ -311,11 +361,13 @@ def main() -> None:
                 "latest_body_bytes": len(latest.content),
                 "trivial_endpoint": args.trivial,
                 **results,
+                "sequential": {"connections": 1, "requests": args.requests, **sequential},
                 "api_rss_mib": rss,
                 "targets": {
                     "c200_ratio_ge_0.8": c200["ratio"] >= 0.8,
                     "c10_latest_p99_lt_20ms": c10["latest"]["p99_ms"] < 20,
                     "rss_le_200mib": rss["peak"] <= 200,
+                    "sequential_p50_lt_20ms": all(r["p50_ms"] < 20 for r in sequential.values()),
                 },
             }
         )

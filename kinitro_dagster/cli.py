@@ -6,6 +6,7 @@ and its `KINITRO_*` variable always mean the same thing.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,6 +120,11 @@ def api(
         # fatal (`kinitro dev` starts the API before the first run creates them): the app logs
         # the fix and answers 503 until they exist.
         app.state.warehouse.ping()
+    # What is imported and built by now lives as long as the server: keep it out of the cyclic
+    # collector, whose full passes over it took 60-100 ms (the p99 of the dashboard endpoints,
+    # whose requests allocate enough to trigger them) at 256 miners; with it frozen, ~1 ms.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         app,
         host=settings.host,

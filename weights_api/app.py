@@ -16,7 +16,7 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from kinitro_dagster.settings import ApiSettings, SchedulerSettings
 from kinitro_dagster.sim.registry import ENV_IDS, env_family, env_task_name
@@ -30,7 +30,7 @@ from weights_api.cache import (
     etag_matches,
     serialize_weights,
 )
-from weights_api.metrics import RequestMetrics, RequestMetricsMiddleware, WarehouseCollector
+from weights_api.metrics import RequestMetrics, RequestMetricsMiddleware, WarehouseCollector, exposition
 from weights_api.models import (
     EnvironmentInfo,
     EnvironmentsResponse,
@@ -140,7 +140,7 @@ def create_app(
             current_block=current_block,
             last_eval_block=latest.block if latest else None,
             next_eval_in_seconds=_next_eval_in_seconds(latest, head, scheduler),
-            miners_registered=len(store.commitments(with_commitments.cycle_key)) if with_commitments else 0,
+            miners_registered=store.count_commitments(with_commitments.cycle_key) if with_commitments else 0,
             environments_enabled=env_ids,
             is_evaluating=bool(latest and latest.status == CycleStatus.RUNNING),
             current_cycle_id=latest.cycle_key if latest and latest.status == CycleStatus.RUNNING else None,
@@ -195,15 +195,15 @@ def create_app(
     # ------------------------------------------------------------------- scores
 
     def scores_for(cycle: CycleRecord) -> ScoresResponse:
-        miner_scores = store.miner_scores(cycle.cycle_key)
-        if not miner_scores:
+        rates = store.success_rates(cycle.cycle_key)
+        if not rates:
             raise HTTPException(
                 404, f"cycle {cycle.cycle_key} has no scores yet (status {CycleStatus(cycle.status).value})"
             )
         pareto = store.pareto_scores(cycle.cycle_key)
         scores: dict[str, dict[str, float]] = {}
-        for s in miner_scores:
-            scores.setdefault(str(s.uid), {})[s.env_id] = s.success_rate
+        for uid, env_id, rate in rates:
+            scores.setdefault(str(uid), {})[env_id] = rate
         return ScoresResponse(
             cycle_id=cycle.cycle_key,
             block=cycle.block,
@@ -244,8 +244,8 @@ def create_app(
             return MinersResponse(cycle_id=None, miners=[])
         scored = store.latest_scored_cycle()
         rates: dict[int, list[tuple[str, float]]] = {}
-        for s in store.miner_scores(scored.cycle_key) if scored else []:
-            rates.setdefault(s.uid, []).append((s.env_id, s.success_rate))
+        for uid, env_id, rate in store.success_rates(scored.cycle_key) if scored else []:
+            rates.setdefault(uid, []).append((env_id, rate))
         published = store.latest_weights()
         weights = published.weights if published else {}
         out = []
@@ -279,8 +279,8 @@ def create_app(
         """Enabled environments, with how miners did on them in the newest scored cycle."""
         scored = store.latest_scored_cycle()
         by_env: dict[str, list[float]] = {}
-        for s in store.miner_scores(scored.cycle_key) if scored else []:
-            by_env.setdefault(s.env_id, []).append(s.success_rate)
+        for _uid, env_id, rate in store.success_rates(scored.cycle_key) if scored else []:
+            by_env.setdefault(env_id, []).append(rate)
         return EnvironmentsResponse(
             cycle_id=scored.cycle_key if scored else None,
             environments=[
@@ -301,7 +301,7 @@ def create_app(
     @app.get("/metrics", tags=["Health"], response_class=Response)
     def metrics() -> Response:
         """Prometheus exposition: evaluation metrics from the warehouse, request counts and latency."""
-        return Response(content=generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(content=exposition(registry), media_type=CONTENT_TYPE_LATEST)
 
     # Added last, so outermost: request metrics see every request, the fast path's included.
     latest_route = next(r for r in app.routes if getattr(r, "path", None) == LATEST_PATH)

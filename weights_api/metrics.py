@@ -2,6 +2,11 @@
 
 Evaluation metrics are computed from the warehouse on every scrape (a collector), so they are
 right whichever process ran the cycle and survive API restarts. Each app has its own registry.
+
+`kinitro_miner_scores` has a sample per miner and environment (2,048 at 256 miners × 8 envs);
+building and formatting those costs ~15 ms a scrape, so the collector keeps the last rendering and
+reuses it while the success rates it was made from are unchanged (compared on every scrape, so
+it is never stale). `exposition()` writes such a pre-rendered family as is.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -31,12 +36,40 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
 
 
+class RenderedMetric(Metric):
+    """A metric family together with its text exposition, rendered once."""
+
+    def __init__(self, family: Metric) -> None:
+        super().__init__(family.name, family.documentation, family.type, family.unit)
+        self.samples = family.samples  # still a complete Metric for any other exposition
+        self.text = generate_latest(_Only(family))
+
+
+class _Only(Collector):
+    def __init__(self, metric: Metric) -> None:
+        self._metric = metric
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._metric
+
+
+def exposition(registry: Collector) -> bytes:
+    """`generate_latest(registry)`, byte for byte, with pre-rendered families copied as they are
+    (the text format is one block per family, so rendering family by family joins to the same)."""
+    return b"".join(
+        metric.text if isinstance(metric, RenderedMetric) else generate_latest(_Only(metric))
+        for metric in registry.collect()
+    )
+
+
 class WarehouseCollector(Collector):
     """kinitro_eval_cycles_total, kinitro_eval_duration_seconds, kinitro_miners_active,
     kinitro_miner_scores{uid,env} and freshness gauges, from the warehouse."""
 
     def __init__(self, warehouse: Warehouse) -> None:
         self._warehouse = warehouse
+        # (success rates, their rendered family): replaced whole, so concurrent scrapes are safe
+        self._scores_memo: tuple[list[tuple[int, str, float]], RenderedMetric] | None = None
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("kinitro_warehouse_up", "1 if the warehouse answered this scrape, else 0")
@@ -73,19 +106,11 @@ class WarehouseCollector(Collector):
         active = GaugeMetricFamily(
             "kinitro_miners_active", "Miners with a valid, evaluated commitment in the latest cycle"
         )
-        commitments = w.commitments(latest.cycle_key) if latest else []
-        active.add_metric([], sum(c.status == CommitmentStatus.OK for c in commitments))
+        active.add_metric([], w.count_commitments(latest.cycle_key, CommitmentStatus.OK) if latest else 0)
         yield active
 
-        scores = GaugeMetricFamily(
-            "kinitro_miner_scores",
-            "Success rate per miner and environment in the latest scored cycle",
-            labels=["uid", "env"],
-        )
         scored = w.latest_scored_cycle()
-        for s in w.miner_scores(scored.cycle_key) if scored else []:
-            scores.add_metric([str(s.uid), s.env_id], s.success_rate)
-        yield scores
+        yield self._miner_scores(w.success_rates(scored.cycle_key) if scored else [])
 
         newest = w.latest_cycle()
         if newest is not None:
@@ -100,6 +125,21 @@ class WarehouseCollector(Collector):
             block = GaugeMetricFamily("kinitro_latest_weights_block", "Block of the latest published weights")
             block.add_metric([], weights.block)
             yield block
+
+    def _miner_scores(self, rates: list[tuple[int, str, float]]) -> RenderedMetric:
+        memo = self._scores_memo
+        if memo is not None and memo[0] == rates:
+            return memo[1]
+        scores = GaugeMetricFamily(
+            "kinitro_miner_scores",
+            "Success rate per miner and environment in the latest scored cycle",
+            labels=["uid", "env"],
+        )
+        for uid, env_id, rate in rates:
+            scores.add_metric([str(uid), env_id], rate)
+        rendered = RenderedMetric(scores)
+        self._scores_memo = (rates, rendered)
+        return rendered
 
 
 def _le(bound: float) -> str:

@@ -9,6 +9,7 @@ with "database is locked".
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -273,20 +274,21 @@ def _cycle_values(cycle: CycleRecord) -> dict[str, Any]:
     }
 
 
-def _commitment(row: sa.Row) -> CommitmentRecord:
-    return CommitmentRecord(
-        uid=row.uid,
-        hotkey=row.hotkey,
-        raw=row.raw,
-        commit_block=row.commit_block,
-        status=CommitmentStatus(row.status),
-        repo=row.repo,
-        revision=row.revision,
-        first_seen_block=row.first_seen_block,
-        content_hash=row.content_hash,
-        duplicate_of_uid=row.duplicate_of_uid,
-        reason=row.reason,
-    )
+def _record_columns(table: sa.Table, record: type) -> list[sa.Column[Any]]:
+    """`table`'s columns named like `record`'s fields, in field order, so a row selected with them
+    is read by position. Reading a Row by name costs about a microsecond a field (SQLAlchemy 2.1):
+    10 ms for one cycle's 2,048 miner scores, most of an API request."""
+    return [table.c[f.name] for f in dataclasses.fields(record)]
+
+
+COMMITMENT_COLUMNS = _record_columns(t.miner_commitments, CommitmentRecord)
+MINER_SCORE_COLUMNS = _record_columns(t.miner_scores, MinerScoreRecord)
+PARETO_COLUMNS = _record_columns(t.pareto_scores, ParetoScoreRecord)
+
+
+def _commitment(row: sa.Row) -> CommitmentRecord:  # selected with COMMITMENT_COLUMNS
+    uid, hotkey, raw, commit_block, status, *rest = row
+    return CommitmentRecord(uid, hotkey, raw, commit_block, CommitmentStatus(status), *rest)
 
 
 def _commitment_values(cycle_key: str, c: CommitmentRecord) -> dict[str, Any]:
@@ -340,24 +342,14 @@ def _episode_values(cycle_key: str, env_id: str, e: EpisodeRecord) -> dict[str, 
     }
 
 
-def _miner_score(row: sa.Row) -> MinerScoreRecord:
-    return MinerScoreRecord(
-        uid=row.uid,
-        env_id=row.env_id,
-        success_rate=row.success_rate,
-        episodes_completed=row.episodes_completed,
-        episodes_failed=row.episodes_failed,
-        mean_reward=row.mean_reward,
-    )
+def _miner_score(row: sa.Row) -> MinerScoreRecord:  # selected with MINER_SCORE_COLUMNS
+    return MinerScoreRecord(*row)
 
 
-def _pareto(row: sa.Row) -> ParetoScoreRecord:
+def _pareto(row: sa.Row) -> ParetoScoreRecord:  # selected with PARETO_COLUMNS
+    uid, on_frontier, points, weight, thresholds = row
     return ParetoScoreRecord(
-        uid=row.uid,
-        on_frontier=bool(row.on_frontier),
-        points=row.points,
-        weight=row.weight,
-        thresholds={str(k): float(v) for k, v in (row.thresholds or {}).items()},
+        uid, bool(on_frontier), points, weight, {str(k): float(v) for k, v in (thresholds or {}).items()}
     )
 
 
@@ -599,9 +591,18 @@ class Warehouse:
 
     def commitments(self, cycle_key: str) -> list[CommitmentRecord]:
         table = t.miner_commitments
-        stmt = sa.select(table).where(table.c.cycle_key == cycle_key).order_by(table.c.uid)
+        stmt = sa.select(*COMMITMENT_COLUMNS).where(table.c.cycle_key == cycle_key).order_by(table.c.uid)
         with self._read() as conn:
             return [_commitment(row) for row in conn.execute(stmt)]
+
+    def count_commitments(self, cycle_key: str, status: CommitmentStatus | None = None) -> int:
+        """How many commitments the cycle read (only those with `status`, if given): one COUNT."""
+        c = t.miner_commitments.c
+        stmt = sa.select(sa.func.count()).where(c.cycle_key == cycle_key)
+        if status is not None:
+            stmt = stmt.where(c.status == CommitmentStatus(status).value)
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
     def unique_miners(self) -> int:
         """Distinct hotkeys that ever had a valid commitment."""
@@ -741,14 +742,26 @@ class Warehouse:
     def miner_scores(self, cycle_key: str) -> list[MinerScoreRecord]:
         """Sorted by (uid, env)."""
         table = t.miner_scores
-        stmt = sa.select(table).where(table.c.cycle_key == cycle_key).order_by(table.c.uid, table.c.env_id)
+        stmt = (
+            sa.select(*MINER_SCORE_COLUMNS).where(table.c.cycle_key == cycle_key).order_by(table.c.uid, table.c.env_id)
+        )
         with self._read() as conn:
             return [_miner_score(row) for row in conn.execute(stmt)]
+
+    def success_rates(self, cycle_key: str) -> list[tuple[int, str, float]]:
+        """(uid, env_id, success_rate) of every miner score of a cycle, sorted by (uid, env), as
+        plain tuples: what the API reads per request (2,048 rows at 256 miners × 8 envs), without
+        a record per row. Means are left to the caller: SQL AVG sums naively (SQLite < 3.43,
+        PostgreSQL), so it can differ from Python's compensated `sum` in the last digits."""
+        c = t.miner_scores.c
+        stmt = sa.select(c.uid, c.env_id, c.success_rate).where(c.cycle_key == cycle_key).order_by(c.uid, c.env_id)
+        with self._read() as conn:
+            return [(uid, env_id, rate) for uid, env_id, rate in conn.execute(stmt).all()]
 
     def pareto_scores(self, cycle_key: str) -> list[ParetoScoreRecord]:
         """Sorted by uid."""
         table = t.pareto_scores
-        stmt = sa.select(table).where(table.c.cycle_key == cycle_key).order_by(table.c.uid)
+        stmt = sa.select(*PARETO_COLUMNS).where(table.c.cycle_key == cycle_key).order_by(table.c.uid)
         with self._read() as conn:
             return [_pareto(row) for row in conn.execute(stmt)]
 
