@@ -325,8 +325,8 @@ def evaluate_partition(
 
 
 def default_miners_per_worker(env_config: EnvConfig | None) -> int:
-    """2 without images; 1 with them, where rendering is most of a step and an env with its
-    renderer holds ~365 MiB (DESIGN §11: one episode worker <= 512 MiB)."""
+    """2 without images; 1 with them, where rendering is most of a step and a worker holds 365 MiB
+    with one env and its renderer, 521 MiB with two (DESIGN §11: an episode worker <= 512 MiB)."""
     return 1 if (env_config or EnvConfig()).use_images else 2
 
 
