@@ -14,6 +14,11 @@ policy run with no network at all.
 Every failure raises `PolicyError` with a `kind` the rollout records (`ErrorKind`). After an error
 the connection is dropped; the next request opens a fresh one.
 
+Requests also come in halves (`send_*`, `poll`, `receive_*`) for a caller that keeps several
+policies busy from one thread, as the rollout's workers do: `poll()` never waits, a response that
+arrives in pieces is collected across polls, and one that arrived before its deadline counts even
+when it is read later.
+
 Action policy (what a policy may send back):
 - `action.continuous.ee_twist`: 6 finite numbers, passed on as given (the environment clips twist
   to its action space and documents the scale).
