@@ -20,7 +20,10 @@ All figures are on metaworld/reach-v3 with the same seeds, in one run:
   own. While one miner's policy computes, the worker steps another miner's env. Compared with raw
   stepping on one core. Target: >= 0.8. Measured with the bare ASGI server (`interleaved_*`) and
   with the FastAPI template (`interleaved_template_*`), whose ~300 us of CPU a request makes three
-  servers sharing one core the bottleneck here.
+  servers sharing one core the bottleneck here. `raw_steps_per_s_other_core_busy` and
+  `interleaved_over_raw_other_core_busy`: raw stepping while a busy loop runs on the policies'
+  core. These VMs' vCPUs slow each other, so policies computing next to the env core tax it too;
+  a neighbour busy all the time (harsher than the policies here) bounds that from below.
 - `aggregate_2_miners_steps_per_s`: two miners through `evaluate_partition` with two workers, i.e.
   two envs and two policy servers sharing this machine's two cores (and `aggregate_4_miners_...`:
   four miners, two per worker).
@@ -187,14 +190,30 @@ def act_round_trip(deployment: LocalDeployment, observation: dict, n: int = 2000
     return statistics.median(times) * 1e6, cpu / n * 1e6
 
 
-def raw_rate_on(cpus: frozenset[int], env, seeds: list[int], actions: np.ndarray) -> float:
-    """Raw steps/s with this process pinned to `cpus` (its affinity is restored afterwards)."""
+def raw_rate_on(
+    cpus: frozenset[int], env, seeds: list[int], actions: np.ndarray, *, busy_cpus: frozenset[int] | None = None
+) -> float:
+    """Raw steps/s with this process pinned to `cpus` (its affinity is restored afterwards).
+
+    `busy_cpus`: meanwhile a busy loop runs there. These VMs' two vCPUs slow each other down (raw
+    stepping on one drops 20-40 % while the other computes), so an env core never has the machine to
+    itself while policies compute next to it.
+    """
     before = os.sched_getaffinity(0)
+    hog = None
+    if busy_cpus:
+        hog = subprocess.Popen(
+            [sys.executable, "-c", f"import os; os.sched_setaffinity(0, {set(busy_cpus)}); exec('while True: pass')"]
+        )
+        time.sleep(0.2)
     os.sched_setaffinity(0, cpus)
     try:
         steps, wall, _ = run_raw(env, seeds, actions)
     finally:
         os.sched_setaffinity(0, before)
+        if hog is not None:
+            hog.kill()
+            hog.wait()
     return steps / wall
 
 
@@ -264,6 +283,7 @@ def main() -> None:
         raw_rates, e2e_rates, ratios, raw_cpu, e2e_cpu, act_p50 = [], [], [], [], [], []
         wrapped_rates, wrapped_cpu, unix_rates, unix_ratios = [], [], [], []
         interleaved_rates, interleaved_ratios, template_rates, template_ratios = [], [], [], []
+        raw_neighbour_busy, neighbour_ratios = [], []
         for _ in range(args.rounds):
             steps, wall, cpu = run_raw(raw_env, seeds, actions)
             raw_rates.append(steps / wall)
@@ -281,10 +301,14 @@ def main() -> None:
             unix_ratios.append(unix_rates[-1] / raw_rates[-1])
             # Raw stepping on the core the interleaved worker gets, right before it.
             raw_on_core = raw_rate_on(env_cpu, raw_env, seeds, actions)
+            if policy_cpu != env_cpu:
+                raw_neighbour_busy.append(raw_rate_on(env_cpu, raw_env, seeds, actions, busy_cpus=policy_cpu))
             interleaved_rates.append(
                 partition_rate(own_core_bare, seeds, workers=1, miners_per_worker=3, worker_cpus=env_cpu)
             )
             interleaved_ratios.append(interleaved_rates[-1] / raw_on_core)
+            if raw_neighbour_busy:
+                neighbour_ratios.append(interleaved_rates[-1] / raw_neighbour_busy[-1])
             template_rates.append(
                 partition_rate(own_core_template, seeds, workers=1, miners_per_worker=3, worker_cpus=env_cpu)
             )
@@ -339,6 +363,10 @@ def main() -> None:
         "with_images_over_default_frame_rate": round(with_images / default_fps, 2),
         "interleaved_steps_per_s": round(max(interleaved_rates), 1),
         "interleaved_over_raw": round(statistics.median(interleaved_ratios), 3),
+        "raw_steps_per_s_other_core_busy": round(max(raw_neighbour_busy), 1) if raw_neighbour_busy else None,
+        "interleaved_over_raw_other_core_busy": (
+            round(statistics.median(neighbour_ratios), 3) if neighbour_ratios else None
+        ),
         "interleaved_template_steps_per_s": round(max(template_rates), 1),
         "interleaved_template_over_raw": round(statistics.median(template_ratios), 3),
         "aggregate_2_miners_2_workers_steps_per_s": round(aggregate, 1),
