@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Accepts any case (`debug` as the flag does), stored upper-case for `logging`.
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(lambda v: str(v).upper())]
+# An optional count set to "" means "not set": compose files and launchers forward variables the
+# operator left empty (deploy/.env.example) as empty strings.
+OptionalCount = Annotated[Annotated[int, Field(ge=1)] | None, BeforeValidator(lambda v: None if v == "" else v)]
 
 DEMO_SEED_SECRET = "kinitro-demo-secret-not-for-production"
 
@@ -81,11 +84,11 @@ class ExecutorSettings(BaseSettings):
     eval_timeout: float = 300.0
     use_images: bool = True
     privileged_state: bool = True  # the demo track sends MetaWorld's 39-d state in extra["state"]
-    max_workers: int | None = None  # parallel miner shards in a partition; None: the cores given
+    max_workers: OptionalCount = None  # parallel miner shards in a partition; None: the cores given
     # Miners each worker plays at once (one env each): it steps whichever miner's policy has answered,
     # so its core does not idle while a policy computes. Each costs one more env in memory.
     # None: 2 without images, 1 with them (rendering is then most of a step).
-    miners_per_worker: int | None = Field(default=None, ge=1)
+    miners_per_worker: OptionalCount = None
     miner_hf_token: str | None = None
     miner_deployment_image: str = "kinitro/miner-runner:v1"
     miner_deployment_ttl_seconds: int = 600

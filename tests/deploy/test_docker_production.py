@@ -144,6 +144,8 @@ def stack(evaluator_image, eval_mode, databases, postgres_admin_url, tmp_path, m
         "KINITRO_EXECUTOR_MINER_DEPLOYMENT_CPU": "1", "KINITRO_EXECUTOR_MINER_DEPLOYMENT_MEMORY": "2Gi",
         "KINITRO_EXECUTOR_MINER_DEPLOYMENT_TTL_SECONDS": "600",
         "KINITRO_EXECUTOR_MINER_DEPLOYMENT_WARMUP_TIMEOUT": "120",
+        # Left empty as in .env.example: the run containers fall back to their defaults.
+        "KINITRO_EXECUTOR_MAX_WORKERS": "", "KINITRO_EXECUTOR_MINERS_PER_WORKER": "",
         "KINITRO_STATE_DIR": str(state), "HF_HUB_OFFLINE": "1",
     }
     for key, value in env.items():
