@@ -81,33 +81,34 @@ def raw_metaworld_env():
     return env
 
 
-def run_raw(env, seeds: list[int], actions: np.ndarray) -> tuple[int, float, float]:
+def timed_steps(reset, step, seeds: list[int], actions) -> tuple[int, float, float]:
+    """(steps, wall s, CPU s) of playing `actions` from `reset(seed)` for each seed; resets not timed."""
     steps, wall, cpu = 0, 0.0, 0.0
     for seed in seeds:
-        env.seed(seed)
-        env.reset()
+        reset(seed)
         started, cpu_started = time.perf_counter(), time.process_time()
         for action in actions:
-            env.step(action)
+            step(action)
         wall += time.perf_counter() - started
         cpu += time.process_time() - cpu_started
         steps += len(actions)
     return steps, wall, cpu
 
 
+def run_raw(env, seeds: list[int], actions: np.ndarray) -> tuple[int, float, float]:
+    """MetaWorld's own env, as `raw_metaworld_env` builds it."""
+
+    def reset(seed: int) -> None:
+        env.seed(seed)
+        env.reset()
+
+    return timed_steps(reset, env.step, seeds, actions)
+
+
 def run_wrapped(env, seeds: list[int], actions: np.ndarray) -> tuple[int, float, float]:
     """Our env (action mapping, protocol observation) with the same random actions, no HTTP."""
     policy_actions = [PolicyAction(ee_twist=np.r_[a[:3], 0.0, 0.0, 0.0], gripper=(a[3] + 1) / 2) for a in actions]
-    steps, wall, cpu = 0, 0.0, 0.0
-    for seed in seeds:
-        env.reset(seed)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        for action in policy_actions:
-            env.step(action)
-        wall += time.perf_counter() - started
-        cpu += time.process_time() - cpu_started
-        steps += len(policy_actions)
-    return steps, wall, cpu
+    return timed_steps(env.reset, env.step, seeds, policy_actions)
 
 
 def run_end_to_end(env, client: PolicyClient, seeds: list[int]) -> tuple[int, float, float, list[float]]:

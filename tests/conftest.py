@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,6 +88,21 @@ def postgres_session_database() -> Iterator[str]:
     try:
         yield url
     finally:
+        drop_postgres_test_database(name)
+
+
+@pytest.fixture
+def new_postgres_database() -> Iterator[Callable[[], tuple[str, str]]]:
+    """Makes fresh PostgreSQL databases, (name, url) each; all are dropped after the test."""
+    names: list[str] = []
+
+    def create() -> tuple[str, str]:
+        name, url = create_postgres_test_database()
+        names.append(name)
+        return name, url
+
+    yield create
+    for name in names:
         drop_postgres_test_database(name)
 
 

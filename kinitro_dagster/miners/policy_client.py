@@ -359,7 +359,7 @@ class PolicyClient:
         if remaining <= 0:
             # Past the deadline only what has already arrived counts: a caller interleaving several
             # policies may come back to this one a little late. Nothing there is a timeout.
-            return sock.recv(_RECV_BYTES, socket.MSG_DONTWAIT)
+            return _recv_arrived(sock, deadline)
         # Re-set the kernel timeout only when it is off the remaining time by over 10 %, so that
         # back-to-back /act calls set it once per connection instead of once per step.
         if not 0.9 * self._recv_timeout <= remaining <= 1.1 * self._recv_timeout:

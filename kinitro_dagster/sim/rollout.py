@@ -415,8 +415,9 @@ class _Lanes:
 
     def serve(self) -> None:
         self.selector.register(self.conn, selectors.EVENT_READ, None)
+        wait_s: float | None = None
         while True:
-            events = self.selector.select(self._wait_s())
+            events = self.selector.select(wait_s)
             seen = time.perf_counter()
             for key, _ in events:
                 if key.data is not None:
@@ -425,9 +426,7 @@ class _Lanes:
                     return
                 else:
                     self._start(miner)
-            now = time.monotonic()
-            for lane in [lane for lane in self.lanes if _overdue(lane, now)]:
-                self._advance(lane, time.perf_counter())  # its poll reports the timeout
+            wait_s = self._expire_overdue()
 
     def close(self) -> None:
         for lane in self.lanes:
@@ -438,9 +437,19 @@ class _Lanes:
         self.lanes, self.idle_envs = [], []
         self.selector.close()
 
-    def _wait_s(self) -> float | None:
-        deadlines = [d for lane in self.lanes if (d := lane.client.pending_deadline) is not None]
-        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+    def _expire_overdue(self) -> float | None:
+        """Advance the lanes whose response is overdue (their poll reports the timeout); returns the
+        seconds until the next deadline of any lane (None: nothing pending)."""
+        now = time.monotonic()
+        next_deadline: float | None = None
+        for lane in list(self.lanes):
+            deadline = lane.client.pending_deadline
+            if deadline is not None and deadline <= now:
+                self._advance(lane, time.perf_counter())
+                deadline = lane.client.pending_deadline  # of its next request, if the lane goes on
+            if deadline is not None and (next_deadline is None or deadline < next_deadline):
+                next_deadline = deadline
+        return None if next_deadline is None else max(0.0, next_deadline - time.monotonic())
 
     def _start(self, miner: MinerTarget) -> None:
         job = self.job
@@ -489,11 +498,6 @@ class _Lanes:
             # A closed socket is found by object; the selector ignores the kernel's EBADF for it.
             self.selector.unregister(lane.sock)
             lane.sock = None
-
-
-def _overdue(lane: _Lane, now: float) -> bool:
-    deadline = lane.client.pending_deadline
-    return deadline is not None and deadline <= now
 
 
 def _evaluator_failures(uid: int, seeds: Sequence[int], reason: str) -> list[EpisodeRecord]:

@@ -24,7 +24,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,32 +60,12 @@ def evaluator_image() -> str:
     return IMAGE
 
 
-def _admin(url: str, sql: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(url, connect_timeout=5)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
-
-
 @pytest.fixture
-def databases(postgres_admin_url: str) -> Iterator[tuple[str, str]]:
+def databases(new_postgres_database) -> tuple[str, str]:
     """(Dagster storage database name, warehouse URL): two fresh PostgreSQL databases."""
-    from sqlalchemy import make_url
-
-    names = [f"kinitro_it_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("dagster", "warehouse")]
-    for name in names:
-        _admin(postgres_admin_url, f'CREATE DATABASE "{name}"')
-    try:
-        warehouse = make_url(postgres_admin_url).set(database=names[1]).render_as_string(hide_password=False)
-        yield names[0], warehouse
-    finally:
-        for name in names:
-            _admin(postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    dagster_db, _ = new_postgres_database()
+    _, warehouse = new_postgres_database()
+    return dagster_db, warehouse
 
 
 def _free_port() -> int:
