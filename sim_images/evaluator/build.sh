@@ -8,9 +8,10 @@
 # APP_DIR     where the code goes in the image, default /opt/kinitro. Set it to the launching code
 #             location's working directory when that runs outside the image (see the Dockerfile).
 # DOCKERFILE_DIR  another image built on the same context (sim_images/procthor).
-# The context is assembled in a temporary directory: the Dockerfile dir, requirements.txt exported
-# from uv.lock, the code under app/, and the machine's CA bundle as pip-ca.crt. Builds use the
-# host's network (`--network host`), as pip and apt need it and no bridge may be set up.
+# The context is assembled in a temporary directory: the Dockerfile dir, install-app.sh (shared by
+# both images), requirements.txt exported from uv.lock, the code under app/, and the machine's CA
+# bundle as pip-ca.crt. Builds use the host's network (`--network host`), as pip and apt need it
+# and no bridge may be set up.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 tag="${1:-kinitro/evaluator:v1}"
@@ -28,6 +29,7 @@ else echo "uv is missing: python3 -m pip install uv" >&2; exit 1; fi
 context="$(mktemp -d /var/tmp/kinitro-evaluator.XXXXXX)"
 trap 'rm -rf "$context"' EXIT
 cp -r "$dockerfile_dir"/. "$context"/
+cp "$repo/sim_images/evaluator/install-app.sh" "$context/"
 (cd "$repo" && "${uv[@]}" export --frozen --no-dev --no-hashes --no-emit-project --quiet) >"$context/requirements.txt"
 mkdir -p "$context/app"
 for path in pyproject.toml uv.lock README.md kinitro_dagster weights_api examples deploy; do
