@@ -59,6 +59,7 @@ import mujoco
 import numpy as np
 
 from kinitro_dagster.sim.base import EnvConfig, PolicyAction, StepResult
+from kinitro_dagster.sim.metaworld_fast import accelerate
 from kinitro_dagster.sim.registry import METAWORLD_ENV_IDS, env_task_name
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,8 @@ class MetaWorldEnv:
         _check_config(self.config)
         self._task_name = env_task_name(env_id)
         task = _metaworld_task(self._task_name)
-        self._env = metaworld.env_dict.ALL_V3_ENVIRONMENTS[self._task_name]()
+        # Bit-identical to stock MetaWorld, 1.2-3x faster a step (see metaworld_fast).
+        self._env = accelerate(metaworld.env_dict.ALL_V3_ENVIRONMENTS[self._task_name]())
         self._env.set_task(task)
         # MetaWorld's own per-seed sampling of object/goal positions (see module docstring).
         self._env._freeze_rand_vec = False
