@@ -4,7 +4,12 @@
 
 All figures are on metaworld/reach-v3 with the same seeds, in one run:
 
-- `raw_steps_per_s`: random actions straight into MetaWorld's own env (no wrapper, no render).
+- `raw_steps_per_s`: random actions straight into MetaWorld's own env, stock (no wrapper, no
+  render). `raw_fast_steps_per_s`: the same env with our bit-identical fast paths
+  (kinitro_dagster/sim/metaworld_fast.py), i.e. the simulator as our envs run it. End-to-end rates
+  use those fast paths, so each ratio is given against both: against stock MetaWorld (the target's
+  reference) and against the fast env (what the protocol still costs). `metaworld_step_us`: one
+  step, stock and fast, for each of the 8 envs.
 - `no_images_steps_per_s`: one miner end to end, `run_episode` with our env (no images) and the
   trivial template policy (benchmarks/policies/trivial: FastAPI + pydantic, as miners run it) over
   HTTP on loopback TCP. Target: >= 0.8 x raw. `no_images_unix_*`: the same server on a Unix socket.
@@ -18,7 +23,8 @@ All figures are on metaworld/reach-v3 with the same seeds, in one run:
   worker pinned to one core playing 3 miners at once (`miners_per_worker`), their policy servers on
   the other core over Unix sockets (docker mode's transport), as when policies have CPUs of their
   own. While one miner's policy computes, the worker steps another miner's env. Compared with raw
-  stepping on one core. Target: >= 0.8. Measured with the bare ASGI server (`interleaved_*`) and
+  stepping on one core (`interleaved_over_raw`: stock; `interleaved_over_raw_fast`: the fast env).
+  Target: >= 0.8. Measured with the bare ASGI server (`interleaved_*`) and
   with the FastAPI template (`interleaved_template_*`), whose ~300 us of CPU a request makes three
   servers sharing one core the bottleneck here. `raw_steps_per_s_other_core_busy` and
   `interleaved_over_raw_other_core_busy`: raw stepping while a busy loop runs on the policies'
@@ -58,7 +64,8 @@ import numpy as np
 from kinitro_dagster.miners.deployments import LocalDeployment, start_all
 from kinitro_dagster.miners.policy_client import PolicyClient
 from kinitro_dagster.sim.base import EnvConfig, PolicyAction, make_env
-from kinitro_dagster.sim.registry import env_task_name
+from kinitro_dagster.sim.metaworld_fast import accelerate
+from kinitro_dagster.sim.registry import ENV_IDS, env_task_name
 from kinitro_dagster.sim.rollout import MinerTarget, evaluate_partition, run_episode, usable_cores
 
 ENV_ID = "metaworld/reach-v3"
@@ -71,9 +78,9 @@ TARGET_NO_IMAGES_OVER_RAW = 0.8
 TARGET_IMAGES_OVER_DEFAULT = 8.0
 
 
-def raw_metaworld_env():
-    """MetaWorld's env for the task, set up as our wrapper does (seeded positions), without it."""
-    name = env_task_name(ENV_ID)
+def raw_metaworld_env(env_id: str = ENV_ID):
+    """MetaWorld's stock env for the task, set up as our wrapper does (seeded positions), without it."""
+    name = env_task_name(env_id)
     env = metaworld.env_dict.ALL_V3_ENVIRONMENTS[name]()
     env.set_task(metaworld.MT1(name, seed=0).train_tasks[0])
     env._freeze_rand_vec = False
@@ -173,6 +180,20 @@ def _default_quality(steps: int) -> tuple[float, float]:
     renderer.close()
     env.close()
     return 2 * steps / elapsed, steps / elapsed
+
+
+def step_costs_us(seeds: list[int], actions: np.ndarray) -> dict[str, list[float]]:
+    """Wall µs of one raw step of each env: [stock, fast], best of 3 (random actions, no render)."""
+    costs = {}
+    for env_id in ENV_IDS:
+        stock, fast = raw_metaworld_env(env_id), accelerate(raw_metaworld_env(env_id))
+        best = []
+        for env in (stock, fast):
+            rates = [steps / wall for steps, wall, _ in (run_raw(env, seeds, actions) for _ in range(3))]
+            best.append(round(1e6 / max(rates), 1))
+            env.close()
+        costs[env_task_name(env_id)] = best
+    return costs
 
 
 def act_round_trip(deployment: LocalDeployment, observation: dict, n: int = 2000) -> tuple[float, float]:
@@ -276,6 +297,7 @@ def main() -> None:
         raise SystemExit(f"benchmark policy failed to start: {next(e for e in errors if e)}")
     try:
         raw_env = raw_metaworld_env()
+        fast_env = accelerate(raw_metaworld_env())
         env = make_env(ENV_ID, NO_IMAGES)
         client = PolicyClient(trivial[0].base_url)
         unix_client = PolicyClient(unix.base_url)
@@ -285,10 +307,13 @@ def main() -> None:
         wrapped_rates, wrapped_cpu, unix_rates, unix_ratios = [], [], [], []
         interleaved_rates, interleaved_ratios, template_rates, template_ratios = [], [], [], []
         raw_neighbour_busy, neighbour_ratios = [], []
+        fast_rates, fast_interleaved_ratios = [], []
         for _ in range(args.rounds):
             steps, wall, cpu = run_raw(raw_env, seeds, actions)
             raw_rates.append(steps / wall)
             raw_cpu.append(cpu / steps * 1e6)
+            steps, wall, _ = run_raw(fast_env, seeds, actions)
+            fast_rates.append(steps / wall)
             steps, wall, cpu = run_wrapped(env, seeds, actions)
             wrapped_rates.append(steps / wall)
             wrapped_cpu.append(cpu / steps * 1e6)
@@ -302,12 +327,14 @@ def main() -> None:
             unix_ratios.append(unix_rates[-1] / raw_rates[-1])
             # Raw stepping on the core the interleaved worker gets, right before it.
             raw_on_core = raw_rate_on(env_cpu, raw_env, seeds, actions)
+            fast_on_core = raw_rate_on(env_cpu, fast_env, seeds, actions)
             if policy_cpu != env_cpu:
                 raw_neighbour_busy.append(raw_rate_on(env_cpu, raw_env, seeds, actions, busy_cpus=policy_cpu))
             interleaved_rates.append(
                 partition_rate(own_core_bare, seeds, workers=1, miners_per_worker=3, worker_cpus=env_cpu)
             )
             interleaved_ratios.append(interleaved_rates[-1] / raw_on_core)
+            fast_interleaved_ratios.append(interleaved_rates[-1] / fast_on_core)
             if raw_neighbour_busy:
                 neighbour_ratios.append(interleaved_rates[-1] / raw_neighbour_busy[-1])
             template_rates.append(
@@ -322,6 +349,9 @@ def main() -> None:
         client.close()
         unix_client.close()
         env.close()
+        raw_env.close()
+        fast_env.close()
+        step_us = step_costs_us(seeds, actions)
 
         images_env = make_env(ENV_ID, WITH_IMAGES)
         with PolicyClient(trivial[0].base_url) as images_client:
@@ -345,6 +375,8 @@ def main() -> None:
         "cores": usable_cores(),
         "load_avg_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "raw_steps_per_s": round(raw_best, 1),
+        "raw_fast_steps_per_s": round(max(fast_rates), 1),
+        "metaworld_step_us": step_us,
         "no_images_steps_per_s": round(max(e2e_rates), 1),
         "no_images_over_raw": round(no_images_over_raw, 3),
         "act_latency_p50_ms": round(statistics.median(act_p50), 3),
@@ -364,6 +396,7 @@ def main() -> None:
         "with_images_over_default_frame_rate": round(with_images / default_fps, 2),
         "interleaved_steps_per_s": round(max(interleaved_rates), 1),
         "interleaved_over_raw": round(statistics.median(interleaved_ratios), 3),
+        "interleaved_over_raw_fast": round(statistics.median(fast_interleaved_ratios), 3),
         "raw_steps_per_s_other_core_busy": round(max(raw_neighbour_busy), 1) if raw_neighbour_busy else None,
         "interleaved_over_raw_other_core_busy": (
             round(statistics.median(neighbour_ratios), 3) if neighbour_ratios else None

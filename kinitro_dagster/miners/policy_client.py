@@ -3,7 +3,8 @@
 One keep-alive connection per deployment, spoken over a plain socket. The per-step cost of this
 client is paid half a million times per miner and env in a cycle, so it does no more than HTTP/1.1
 needs: a pre-built request head, one `sendall`, a byte-level parse of the status line and the
-two headers that matter (`Content-Length`, `Transfer-Encoding`), stdlib `json`, kernel socket
+two headers that matter (`Content-Length`, `Transfer-Encoding`), orjson for the observation and
+stdlib `json` for the response (whose NaN and huge-integer handling the action checks rely on), kernel socket
 timeouts instead of a poll() per call. TCP_NODELAY is set so a small request is not held back by
 Nagle's algorithm waiting for the server's delayed ACK. A response is read up to
 `max_response_bytes` and no further. Besides `http://host:port`, a policy may be served on a Unix
@@ -44,6 +45,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
+import orjson
 
 from kinitro_dagster.sim.base import PolicyAction
 
@@ -462,6 +464,19 @@ _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _dumps(observation: dict) -> bytes:
+    """Compact JSON of an observation; NaN or infinity anywhere is our bug (`evaluator_error`).
+
+    orjson first (~5x the stdlib's speed on an observation, paid every step). It writes NaN and
+    infinity as null, and observations hold no null of their own, so output with a null in it
+    (or anything orjson refuses) is encoded again by the strict stdlib encoder, which names the
+    problem; a base64 image that merely contains the letters "null" encodes the same both ways.
+    """
+    try:
+        encoded = orjson.dumps(observation)
+    except TypeError:
+        encoded = b"null"
+    if b"null" not in encoded:
+        return encoded
     try:
         return _encoder.encode(observation).encode()
     except (TypeError, ValueError) as error:

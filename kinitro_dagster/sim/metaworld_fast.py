@@ -101,7 +101,8 @@ def _kinitro_id(env: Any, kind: str, name: str) -> int:
 
 def _tcp_center(self: Any) -> np.ndarray:
     xpos = self.data.site_xpos
-    return (xpos[_kinitro_id(self, "site", "rightEndEffector")] + xpos[_kinitro_id(self, "site", "leftEndEffector")]) / 2.0
+    right, left = _kinitro_id(self, "site", "rightEndEffector"), _kinitro_id(self, "site", "leftEndEffector")
+    return (xpos[right] + xpos[left]) / 2.0
 
 
 def _get_endeff_pos(self: Any) -> np.ndarray:
@@ -134,13 +135,14 @@ def _touching_object(self: Any, object_geom_id: int) -> bool:
         rows = np.flatnonzero(with_object & ((geom1 == pad_id) | (geom2 == pad_id)))
         return sum(force[contact.efc_address[rows]].tolist())  # summed in contact order, from 0, as stock
 
-    return 0 < pad_force("leftpad_geom") and 0 < pad_force("rightpad_geom")
+    return pad_force("leftpad_geom") > 0 and pad_force("rightpad_geom") > 0
 
 
 def _get_curr_obs_combined_no_goal(self: Any) -> np.ndarray:
     # Stock builds the same 18 numbers with np.split and nested np.hstack calls.
     xpos = self.data.xpos
-    distance = np.linalg.norm(xpos[_kinitro_id(self, "body", "rightclaw")] - xpos[_kinitro_id(self, "body", "leftclaw")])
+    right, left = _kinitro_id(self, "body", "rightclaw"), _kinitro_id(self, "body", "leftclaw")
+    distance = np.linalg.norm(xpos[right] - xpos[left])
     obj_pos, obj_quat = self._get_pos_objects(), self._get_quat_objects()
     assert len(obj_pos) % 3 == 0 and len(obj_quat) % 4 == 0
     objects = len(obj_pos) // 3

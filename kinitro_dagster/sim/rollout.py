@@ -422,10 +422,8 @@ class _Lanes:
             for key, _ in events:
                 if key.data is not None:
                     self._advance(key.data, seen)
-                elif (miner := self.conn.recv()) is None:
+                elif not self._take_miners():
                     return
-                else:
-                    self._start(miner)
             wait_s = self._expire_overdue()
 
     def close(self) -> None:
@@ -451,20 +449,40 @@ class _Lanes:
                 next_deadline = deadline
         return None if next_deadline is None else max(0.0, next_deadline - time.monotonic())
 
-    def _start(self, miner: MinerTarget) -> None:
+    def _take_miners(self) -> bool:
+        """Start every miner the pool has sent; False when it sent None (stop).
+
+        All their envs are built before any of them plays: building one takes ~0.3 s, and a miner
+        already playing would spend that waiting, its episode's wall time with it.
+        """
+        started = []
+        while True:
+            miner = self.conn.recv()
+            if miner is None:
+                return False
+            if (lane := self._lane_for(miner)) is not None:
+                started.append(lane)
+            if not self.conn.poll():
+                break
+        for lane in started:
+            self._advance(lane, None)
+        return True
+
+    def _lane_for(self, miner: MinerTarget) -> _Lane | None:
+        """A lane for the miner, ready to play; None (and its episodes reported failed) if its env cannot be built."""
         job = self.job
         try:
             env = self.idle_envs.pop() if self.idle_envs else job.env_factory(job.env_id, job.env_config)
         except Exception:
             self.conn.send((miner.uid, _evaluator_failures(miner.uid, job.seeds, traceback.format_exc(limit=3))))
-            return
+            return None
         client = _client_for(miner.base_url, job.client_settings, miner.pid)
         steps = play_miner(
             env, client, uid=miner.uid, seeds=job.seeds, pid=miner.pid, episode_timeout_s=job.episode_timeout_s
         )
         lane = _Lane(miner, env, client, steps)
         self.lanes.append(lane)
-        self._advance(lane, None)
+        return lane
 
     def _advance(self, lane: _Lane, seen: float | None) -> None:
         """Run the lane up to its next request (or its end), and watch that request's connection."""

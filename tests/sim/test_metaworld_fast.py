@@ -76,7 +76,8 @@ def test_scripted_expert_gives_identical_episodes(env_id: str) -> None:
 def test_fast_quaternion_matches_scipy_to_the_bit() -> None:
     matrices = Rotation.random(20_000, rng=np.random.default_rng(5)).as_matrix()
     # The branches: trace largest, and each diagonal element largest (half-turns about x, y, z).
-    matrices = np.concatenate([matrices, [np.eye(3), np.diag([1.0, -1, -1]), np.diag([-1.0, 1, -1]), np.diag([-1.0, -1, 1])]])
+    half_turns = [np.diag([1.0, -1, -1]), np.diag([-1.0, 1, -1]), np.diag([-1.0, -1, 1])]
+    matrices = np.concatenate([matrices, [np.eye(3), *half_turns]])
     for matrix in matrices:
         fast = quat_from_rotation_matrix(matrix.reshape(-1))
         assert fast is not None
