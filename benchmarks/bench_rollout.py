@@ -26,17 +26,22 @@ All figures are on metaworld/reach-v3 with the same seeds, in one run:
   stepping on one core (`interleaved_over_raw`: stock; `interleaved_over_raw_fast`: the fast env).
   Target: >= 0.8. Measured with the bare ASGI server (`interleaved_*`) and
   with the FastAPI template (`interleaved_template_*`), whose ~300 us of CPU a request makes three
-  servers sharing one core the bottleneck here. `raw_steps_per_s_other_core_busy` and
-  `interleaved_over_raw_other_core_busy`: raw stepping while a busy loop runs on the policies'
-  core. These VMs' vCPUs slow each other, so policies computing next to the env core tax it too;
-  a neighbour busy all the time (harsher than the policies here) bounds that from below.
+  servers sharing one core the bottleneck here. `raw_*_policies_busy` and
+  `interleaved_over_raw*_policies_busy`: raw stepping while the same policy servers answer /act
+  back to back on the policies' core (`serving_load`). These VMs' vCPUs slow each other: serving
+  HTTP next door slows raw stepping by ~20-35 %, where a bare busy loop costs ~5 %. So the env core
+  of a worker whose policies compute next to it never runs at the idle-machine raw rate.
 - `aggregate_2_miners_steps_per_s`: two miners through `evaluate_partition` with two workers, i.e.
   two envs and two policy servers sharing this machine's two cores (and `aggregate_4_miners_...`:
   four miners, two per worker).
 - Diagnostics that say where the time goes: our env wrapper alone (`env_wrapper_*`: action
   mapping and protocol observation, no HTTP), CPU per step of the evaluator (env + client, what the
   evaluator's cores pay when policies run on their own CPUs, as in docker mode), the round trip of
-  one /act for the template server and for a bare ASGI server, and the client's own CPU per act.
+  one /act for the template server and for a bare ASGI server, the client's own CPU per act, and
+  `fast_step_us_after_socket_round_trip`: one fast env step right after a plain socket round trip
+  to a process on the other core, against `fast_step_us_alone` (the round trip not timed). On
+  these VMs the step itself slows by a quarter or more: what talking to a policy costs the env
+  core beyond the client's own code.
 
 The machine is shared, so raw and end-to-end are measured in alternating rounds and each ratio is
 the median of its per-round ratios; rates are the best round (capacity, not interference).
@@ -48,6 +53,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -213,30 +219,85 @@ def act_round_trip(deployment: LocalDeployment, observation: dict, n: int = 2000
 
 
 def raw_rate_on(
-    cpus: frozenset[int], env, seeds: list[int], actions: np.ndarray, *, busy_cpus: frozenset[int] | None = None
+    cpus: frozenset[int], env, seeds: list[int], actions: np.ndarray, *, neighbour: list[str] | None = None
 ) -> float:
     """Raw steps/s with this process pinned to `cpus` (its affinity is restored afterwards).
 
-    `busy_cpus`: meanwhile a busy loop runs there. These VMs' two vCPUs slow each other down (raw
-    stepping on one drops 20-40 % while the other computes), so an env core never has the machine to
-    itself while policies compute next to it.
+    `neighbour`: meanwhile this command runs (see `serving_load`). These VMs' two vCPUs slow each
+    other down, so an env core never has the machine to itself while policies compute next to it.
     """
     before = os.sched_getaffinity(0)
-    hog = None
-    if busy_cpus:
-        hog = subprocess.Popen(
-            [sys.executable, "-c", f"import os; os.sched_setaffinity(0, {set(busy_cpus)}); exec('while True: pass')"]
-        )
-        time.sleep(0.2)
+    load = subprocess.Popen(neighbour) if neighbour else None
+    if load is not None:
+        time.sleep(0.5)  # its imports and connections
     os.sched_setaffinity(0, cpus)
     try:
         steps, wall, _ = run_raw(env, seeds, actions)
     finally:
         os.sched_setaffinity(0, before)
-        if hog is not None:
-            hog.kill()
-            hog.wait()
+        if load is not None:
+            load.kill()
+            load.wait()
     return steps / wall
+
+
+def serving_load(deployments: list[LocalDeployment], cpus: frozenset[int], observation: dict) -> list[str]:
+    """A command that keeps these policy servers answering /act back to back, from a client on their
+    own `cpus`: their core then works as hard as the policies can, as a busy policy core does."""
+    code = (
+        "import json, os, sys\n"
+        f"os.sched_setaffinity(0, {set(cpus)})\n"
+        "from kinitro_dagster.miners.policy_client import PolicyClient\n"
+        "clients = [PolicyClient(url) for url in sys.argv[1:]]\n"
+        "observation = json.loads(os.environ['BENCH_OBSERVATION'])\n"
+        "for client in clients: client.reset({})\n"
+        "while True:\n"
+        "    for client in clients: client.act(observation)\n"
+    )
+    os.environ["BENCH_OBSERVATION"] = json.dumps(observation)
+    return [sys.executable, "-c", code, *(d.base_url for d in deployments)]
+
+
+def step_after_round_trip_us(
+    env, seeds: list[int], actions: np.ndarray, cpus: frozenset[int], peer_cpus: frozenset[int]
+) -> list[float]:
+    """Wall µs of one env step [alone, right after a socket round trip to a process on `peer_cpus`],
+    this process on `cpus`. The round trip itself is not timed: what it costs the step that follows
+    (interrupts and VM exits on these VMs) is the part of the protocol's cost no client code sees."""
+    ours, theirs = socket.socketpair()
+    echo = (
+        "import os, socket, sys\n"
+        f"os.sched_setaffinity(0, {set(peer_cpus)})\n"
+        "peer = socket.socket(fileno=int(sys.argv[1]))\n"
+        "while peer.recv(65536):\n"
+        "    peer.sendall(b'x' * 200)\n"
+    )
+    peer = subprocess.Popen([sys.executable, "-c", echo, str(theirs.fileno())], pass_fds=[theirs.fileno()])
+    theirs.close()
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        best = []
+        for round_trip in (False, True):
+            per_step = []
+            for seed in seeds * 2:
+                env.seed(seed)
+                env.reset()
+                stepping = 0.0
+                for action in actions:
+                    if round_trip:
+                        ours.sendall(b"y" * 900)
+                        ours.recv(65536)
+                    started = time.perf_counter()
+                    env.step(action)
+                    stepping += time.perf_counter() - started
+                per_step.append(stepping / len(actions) * 1e6)
+            best.append(round(min(per_step), 1))
+        return best
+    finally:
+        os.sched_setaffinity(0, before)
+        ours.close()
+        peer.wait()
 
 
 def partition_rate(
@@ -306,7 +367,8 @@ def main() -> None:
         raw_rates, e2e_rates, ratios, raw_cpu, e2e_cpu, act_p50 = [], [], [], [], [], []
         wrapped_rates, wrapped_cpu, unix_rates, unix_ratios = [], [], [], []
         interleaved_rates, interleaved_ratios, template_rates, template_ratios = [], [], [], []
-        raw_neighbour_busy, neighbour_ratios = [], []
+        raw_neighbour_busy, neighbour_ratios, fast_neighbour_busy, fast_neighbour_ratios = [], [], [], []
+        policies_busy = serving_load(own_core_bare, policy_cpu, env.reset(seeds[0]))
         fast_rates, fast_interleaved_ratios = [], []
         for _ in range(args.rounds):
             steps, wall, cpu = run_raw(raw_env, seeds, actions)
@@ -329,7 +391,8 @@ def main() -> None:
             raw_on_core = raw_rate_on(env_cpu, raw_env, seeds, actions)
             fast_on_core = raw_rate_on(env_cpu, fast_env, seeds, actions)
             if policy_cpu != env_cpu:
-                raw_neighbour_busy.append(raw_rate_on(env_cpu, raw_env, seeds, actions, busy_cpus=policy_cpu))
+                raw_neighbour_busy.append(raw_rate_on(env_cpu, raw_env, seeds, actions, neighbour=policies_busy))
+                fast_neighbour_busy.append(raw_rate_on(env_cpu, fast_env, seeds, actions, neighbour=policies_busy))
             interleaved_rates.append(
                 partition_rate(own_core_bare, seeds, workers=1, miners_per_worker=3, worker_cpus=env_cpu)
             )
@@ -337,6 +400,7 @@ def main() -> None:
             fast_interleaved_ratios.append(interleaved_rates[-1] / fast_on_core)
             if raw_neighbour_busy:
                 neighbour_ratios.append(interleaved_rates[-1] / raw_neighbour_busy[-1])
+                fast_neighbour_ratios.append(interleaved_rates[-1] / fast_neighbour_busy[-1])
             template_rates.append(
                 partition_rate(own_core_template, seeds, workers=1, miners_per_worker=3, worker_cpus=env_cpu)
             )
@@ -352,6 +416,9 @@ def main() -> None:
         raw_env.close()
         fast_env.close()
         step_us = step_costs_us(seeds, actions)
+        fast_env = accelerate(raw_metaworld_env())
+        step_alone_us, step_after_trip_us = step_after_round_trip_us(fast_env, seeds, actions, env_cpu, policy_cpu)
+        fast_env.close()
 
         images_env = make_env(ENV_ID, WITH_IMAGES)
         with PolicyClient(trivial[0].base_url) as images_client:
@@ -389,6 +456,8 @@ def main() -> None:
         "evaluator_cpu_efficiency": round(evaluator_efficiency, 3),
         "act_round_trip_us": {"fastapi_template": round(template_us, 1), "bare_asgi": round(bare_us, 1)},
         "client_cpu_us_per_act": round(client_cpu_us, 1),
+        "fast_step_us_alone": step_alone_us,
+        "fast_step_us_after_socket_round_trip": step_after_trip_us,
         "with_images_steps_per_s": round(with_images, 2),
         "default_quality_render_fps": round(default_fps, 2),
         "default_quality_steps_per_s": round(default_steps_per_s, 2),
@@ -397,9 +466,13 @@ def main() -> None:
         "interleaved_steps_per_s": round(max(interleaved_rates), 1),
         "interleaved_over_raw": round(statistics.median(interleaved_ratios), 3),
         "interleaved_over_raw_fast": round(statistics.median(fast_interleaved_ratios), 3),
-        "raw_steps_per_s_other_core_busy": round(max(raw_neighbour_busy), 1) if raw_neighbour_busy else None,
-        "interleaved_over_raw_other_core_busy": (
+        "raw_steps_per_s_policies_busy": round(max(raw_neighbour_busy), 1) if raw_neighbour_busy else None,
+        "raw_fast_steps_per_s_policies_busy": round(max(fast_neighbour_busy), 1) if fast_neighbour_busy else None,
+        "interleaved_over_raw_policies_busy": (
             round(statistics.median(neighbour_ratios), 3) if neighbour_ratios else None
+        ),
+        "interleaved_over_raw_fast_policies_busy": (
+            round(statistics.median(fast_neighbour_ratios), 3) if fast_neighbour_ratios else None
         ),
         "interleaved_template_steps_per_s": round(max(template_rates), 1),
         "interleaved_template_over_raw": round(statistics.median(template_ratios), 3),
