@@ -21,6 +21,7 @@ import functools
 import math
 from typing import Any
 
+import mujoco
 import numpy as np
 from metaworld.envs.sawyer_door_v3 import SawyerDoorEnvV3
 from metaworld.envs.sawyer_peg_insertion_side_v3 import SawyerPegInsertionSideEnvV3
@@ -157,6 +158,50 @@ def _get_curr_obs_combined_no_goal(self: Any) -> np.ndarray:
     return obs
 
 
+def _get_obs(self: Any) -> np.ndarray:
+    pos_goal = self._get_pos_goal()
+    if self._partially_observable:
+        pos_goal = np.zeros_like(pos_goal)
+    curr_obs = self._get_curr_obs_combined_no_goal()
+    obs = np.concatenate((curr_obs, self._prev_obs, pos_goal))  # np.hstack of 1-d arrays, without its wrapping
+    self._prev_obs = curr_obs
+    return obs
+
+
+def _set_xyz_action(self: Any, action: np.ndarray) -> None:
+    # np.clip is minimum(maximum()) behind four Python calls; NaN propagates through both alike.
+    action = np.minimum(np.maximum(action, -1), 1)
+    pos_delta = action * self.action_scale
+    new_mocap_pos = self.data.mocap_pos + pos_delta[None]
+    new_mocap_pos[0, :] = np.minimum(np.maximum(new_mocap_pos[0, :], self.mocap_low), self.mocap_high)
+    self.data.mocap_pos = new_mocap_pos
+    self.data.mocap_quat = _MOCAP_QUAT
+
+
+_MOCAP_QUAT = np.array([1, 0, 1, 0])
+
+
+def _step(self: Any, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    """SawyerXYZEnv.step with the observation clipped by minimum/maximum. The unusual cases (task not
+    set, a simulation that went unstable earlier) take stock's own path."""
+    if not self._set_task_called or self._did_see_sim_exception:
+        return SawyerXYZEnv.step(self, action)
+    assert len(action) == 4, f"Actions should be size 4, got {len(action)}"
+    self.set_xyz_action(action[:3])
+    if self.curr_path_length >= self.max_path_length:
+        raise ValueError("You must reset the env manually once truncate==True")
+    self.do_simulation([action[-1], -action[-1]], n_frames=self.frame_skip)
+    self.curr_path_length += 1
+    for site in self._target_site_config:
+        self._set_pos_site(*site)
+    mujoco.mj_forward(self.model, self.data)
+    space = self.sawyer_observation_space
+    self._last_stable_obs = np.minimum(np.maximum(self._get_obs(), space.low), space.high)
+    reward, info = self.evaluate_state(self._last_stable_obs, action)
+    truncate = self.curr_path_length == self.max_path_length
+    return np.array(self._last_stable_obs, dtype=np.float64), reward, False, truncate, info
+
+
 def _get_quat_objects(self: Any) -> np.ndarray:
     """For the envs of `_QUAT_FROM_XMAT`."""
     kind, index = self._kinitro_quat_source
@@ -180,8 +225,15 @@ def _fast_class(cls: type) -> type:
     namespace = {"__module__": __name__, "_kinitro_fast": True, **_FAST_PATHS}
     if cls in _QUAT_FROM_XMAT:
         namespace["_get_quat_objects"] = _get_quat_objects
-    if cls._get_curr_obs_combined_no_goal is SawyerXYZEnv._get_curr_obs_combined_no_goal:
-        namespace["_get_curr_obs_combined_no_goal"] = _get_curr_obs_combined_no_goal
+    # The rest replace SawyerXYZEnv's own methods only where the env class kept them.
+    for name, fast in (
+        ("_get_curr_obs_combined_no_goal", _get_curr_obs_combined_no_goal),
+        ("_get_obs", _get_obs),
+        ("set_xyz_action", _set_xyz_action),
+        ("step", _step),
+    ):
+        if getattr(cls, name) is getattr(SawyerXYZEnv, name):
+            namespace[name] = fast
     return type(f"Fast{cls.__name__}", (cls,), namespace)
 
 
