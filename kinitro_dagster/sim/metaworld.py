@@ -29,6 +29,11 @@ table is at the bottom, and `cam_extrinsics` describes that rolled camera in the
 convention (x right, y down, z forward; pixel centres at integer coordinates), so
 `K @ inv(T) @ p_world` lands on the pixel as delivered.
 
+Step cost. The MetaWorld env is stock but for `metaworld_fast.accelerate`: its per-step Python
+(SciPy's quaternion conversion, by-name lookups, a walk over contacts, np.clip/np.hstack wrapping)
+is replaced by code that returns the same bits, checked against stock MetaWorld step by step for
+every env. A step costs 1.2-2.9x less (reach 212 -> 114 µs, pick-place 503 -> 172 µs here).
+
 Rendering cost. Before the first render the model's off-screen multisampling, shadows and
 reflections are switched off, and llvmpipe renders on the worker's own thread (LP_NUM_THREADS=0,
 unless the operator set it): 6-8 ms a frame at 84x84 against ~100 ms at MuJoCo's defaults here.
