@@ -210,6 +210,8 @@ def _get_quat_objects(self: Any) -> np.ndarray:
     return quat if quat is not None else Rotation.from_matrix(xmat.reshape(3, 3)).as_quat()
 
 
+# SawyerXYZEnv's methods (and MujocoEnv's get_body_com) and their fast versions: each replaces the
+# original only in env classes that kept it, so an env's own override always wins.
 _FAST_PATHS: dict[str, Any] = {
     "tcp_center": property(_tcp_center),
     "get_endeff_pos": _get_endeff_pos,
@@ -217,24 +219,19 @@ _FAST_PATHS: dict[str, Any] = {
     "_get_site_pos": _get_site_pos,
     "_set_pos_site": _set_pos_site,
     "touching_object": _touching_object,
+    "_get_curr_obs_combined_no_goal": _get_curr_obs_combined_no_goal,
+    "_get_obs": _get_obs,
+    "set_xyz_action": _set_xyz_action,
+    "step": _step,
 }
 
 
 @functools.cache
 def _fast_class(cls: type) -> type:
-    namespace = {"__module__": __name__, "_kinitro_fast": True, **_FAST_PATHS}
+    namespace = {name: fast for name, fast in _FAST_PATHS.items() if getattr(cls, name) is getattr(SawyerXYZEnv, name)}
     if cls in _QUAT_FROM_XMAT:
         namespace["_get_quat_objects"] = _get_quat_objects
-    # The rest replace SawyerXYZEnv's own methods only where the env class kept them.
-    for name, fast in (
-        ("_get_curr_obs_combined_no_goal", _get_curr_obs_combined_no_goal),
-        ("_get_obs", _get_obs),
-        ("set_xyz_action", _set_xyz_action),
-        ("step", _step),
-    ):
-        if getattr(cls, name) is getattr(SawyerXYZEnv, name):
-            namespace[name] = fast
-    return type(f"Fast{cls.__name__}", (cls,), namespace)
+    return type(f"Fast{cls.__name__}", (cls,), {"__module__": __name__, "_kinitro_fast": True, **namespace})
 
 
 def accelerate(env: SawyerXYZEnv) -> SawyerXYZEnv:

@@ -12,7 +12,7 @@ from metaworld.policies import ENV_POLICY_MAP
 from scipy.spatial.transform import Rotation
 
 from kinitro_dagster.sim.metaworld import _metaworld_task
-from kinitro_dagster.sim.metaworld_fast import accelerate, quat_from_rotation_matrix
+from kinitro_dagster.sim.metaworld_fast import _fast_class, accelerate, quat_from_rotation_matrix
 from kinitro_dagster.sim.registry import ENV_IDS, env_task_name
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -106,3 +106,13 @@ def test_accelerate_changes_only_the_instance() -> None:
     finally:
         fast.close()
         stock.close()
+
+
+def test_an_env_class_keeps_its_own_overrides() -> None:
+    class OwnReach(metaworld.env_dict.ALL_V3_ENVIRONMENTS["reach-v3"]):
+        def _get_obs(self):
+            return super()._get_obs()
+
+    fast = _fast_class(OwnReach)
+    assert fast._get_obs is OwnReach._get_obs
+    assert fast.step is not OwnReach.step  # what it kept from SawyerXYZEnv is replaced
