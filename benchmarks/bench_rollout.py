@@ -28,9 +28,8 @@ All figures are on metaworld/reach-v3 with the same seeds, in one run:
   with the FastAPI template (`interleaved_template_*`), whose ~300 us of CPU a request makes three
   servers sharing one core the bottleneck here. `raw_*_policies_busy` and
   `interleaved_over_raw*_policies_busy`: raw stepping while the same policy servers answer /act
-  back to back on the policies' core (`serving_load`). These VMs' vCPUs slow each other: serving
-  HTTP next door slows raw stepping by ~20-35 %, where a bare busy loop costs ~5 %. So the env core
-  of a worker whose policies compute next to it never runs at the idle-machine raw rate.
+  back to back on the policies' core (`serving_load`): whether policies computing next door slow
+  the env core (measured here: by 1-10 %, well short of the interleaved gap).
 - `aggregate_2_miners_steps_per_s`: two miners through `evaluate_partition` with two workers, i.e.
   two envs and two policy servers sharing this machine's two cores (and `aggregate_4_miners_...`:
   four miners, two per worker).
@@ -223,8 +222,8 @@ def raw_rate_on(
 ) -> float:
     """Raw steps/s with this process pinned to `cpus` (its affinity is restored afterwards).
 
-    `neighbour`: meanwhile this command runs (see `serving_load`). These VMs' two vCPUs slow each
-    other down, so an env core never has the machine to itself while policies compute next to it.
+    `neighbour`: meanwhile this command runs (see `serving_load`), so that what a busy policy core
+    costs the env core next to it is measured rather than assumed.
     """
     before = os.sched_getaffinity(0)
     load = subprocess.Popen(neighbour) if neighbour else None
@@ -248,14 +247,13 @@ def serving_load(deployments: list[LocalDeployment], cpus: frozenset[int], obser
         "import json, os, sys\n"
         f"os.sched_setaffinity(0, {set(cpus)})\n"
         "from kinitro_dagster.miners.policy_client import PolicyClient\n"
-        "clients = [PolicyClient(url) for url in sys.argv[1:]]\n"
-        "observation = json.loads(os.environ['BENCH_OBSERVATION'])\n"
+        "observation = json.loads(sys.argv[1])\n"
+        "clients = [PolicyClient(url) for url in sys.argv[2:]]\n"
         "for client in clients: client.reset({})\n"
         "while True:\n"
         "    for client in clients: client.act(observation)\n"
     )
-    os.environ["BENCH_OBSERVATION"] = json.dumps(observation)
-    return [sys.executable, "-c", code, *(d.base_url for d in deployments)]
+    return [sys.executable, "-c", code, json.dumps(observation), *(d.base_url for d in deployments)]
 
 
 def step_after_round_trip_us(
@@ -413,12 +411,10 @@ def main() -> None:
         client.close()
         unix_client.close()
         env.close()
+        step_alone_us, step_after_trip_us = step_after_round_trip_us(fast_env, seeds, actions, env_cpu, policy_cpu)
         raw_env.close()
         fast_env.close()
         step_us = step_costs_us(seeds, actions)
-        fast_env = accelerate(raw_metaworld_env())
-        step_alone_us, step_after_trip_us = step_after_round_trip_us(fast_env, seeds, actions, env_cpu, policy_cpu)
-        fast_env.close()
 
         images_env = make_env(ENV_ID, WITH_IMAGES)
         with PolicyClient(trivial[0].base_url) as images_client:
