@@ -22,6 +22,12 @@ if TYPE_CHECKING:  # imported lazily at run time: `kinitro --help` stays fast
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Kinitro evaluation backend on Dagster."""
+    from kinitro_dagster.settings import check_environment
+
+    try:
+        check_environment()  # a misspelt or unsupported KINITRO_* variable stops every command here
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 # --- demo and dev: the embedded default -------------------------------------------------------
@@ -106,9 +112,9 @@ def api(
     """Serve the read-only weights API (validators poll /v1/weights/latest)."""
     import uvicorn
 
+    from kinitro_dagster.logs import configure_logging
     from kinitro_dagster.settings import ApiSettings
     from weights_api.app import create_app
-    from weights_api.logs import configure_logging
 
     flags = {"host": host, "port": port, "database_url": database_url, "log_level": log_level, "json_logs": json_logs}
     overrides = {k: (v.upper() if k == "log_level" else v) for k, v in flags.items() if v is not None}
@@ -412,7 +418,8 @@ class _FrameSavingEnv:
 @click.option(
     "--privileged/--no-privileged",
     default=None,
-    help="Send MetaWorld's 39-d state in obs.extra['state'] (KINITRO_EXECUTOR_PRIVILEGED_STATE; default on).",
+    help="Send MetaWorld's 39-d state in obs.extra['state'], the demo track "
+    "(KINITRO_EXECUTOR_PRIVILEGED_STATE; default off).",
 )
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Steps per episode (default 500).")
 @click.option("--act-timeout", type=float, default=None, help="Seconds a policy gets per /act (default 0.5).")

@@ -34,6 +34,8 @@ DEMO_ENVIRONMENT = {
     # The demo policies act on the privileged state, so the demo leaves the cameras off (rendering
     # is most of an episode's cost); KINITRO_EXECUTOR_USE_IMAGES=true sends them.
     "KINITRO_EXECUTOR_USE_IMAGES": "false",
+    # The demo track: the bundled policies are scripted experts that read MetaWorld's state.
+    "KINITRO_EXECUTOR_PRIVILEGED_STATE": "true",
     "HF_HUB_OFFLINE": "1",
     "MUJOCO_GL": "egl",
 }

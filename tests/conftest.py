@@ -182,14 +182,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 @pytest.fixture
 def demo_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> dict:
-    """Resources for a small cycle of the demo miners: 2 episodes per env, 150 steps, no images."""
+    """Resources for a small cycle of the demo miners: 2 episodes per env, 150 steps, no images,
+    privileged state (the demo track: the demo policies are scripted experts)."""
     from kinitro_dagster.defs.resources import build_resources
     from kinitro_dagster.demo import publish_demo_chain
     from kinitro_dagster.settings import ExecutorSettings, SchedulerSettings
 
     monkeypatch.setenv("KINITRO_STATE_DIR", str(tmp_path / "state"))
     scheduler = SchedulerSettings(database_url=database_url, episodes_per_env=2, eval_interval_blocks=100)
-    executor = ExecutorSettings(max_timesteps=150, use_images=False)
+    executor = ExecutorSettings(max_timesteps=150, use_images=False, privileged_state=True)  # the demo track
     resources = build_resources(scheduler, executor)
     publish_demo_chain(Path(resources["chain"].chain_file), Path(resources["hub"].cache_dir), 100)
     return resources

@@ -73,7 +73,8 @@ def create_app(
     warehouse: Warehouse | None = None,
     latest_weights_ttl_s: float = LATEST_WEIGHTS_TTL_S,
 ) -> FastAPI:
-    """Build the app. `scheduler` supplies the eval interval and enabled envs for /v1/status;
+    """Build the app. `scheduler` supplies the eval interval and enabled envs until a cycle has
+    recorded its own (after that /v1/status and /v1/environments read the cycle's record);
     `warehouse` lets a caller share an existing store (tests, embedding); `latest_weights_ttl_s`
     is how long a served latest-weights body is trusted before the warehouse is asked again."""
     settings = settings or ApiSettings()
@@ -141,7 +142,7 @@ def create_app(
             last_eval_block=latest.block if latest else None,
             next_eval_in_seconds=_next_eval_in_seconds(latest, head, scheduler),
             miners_registered=store.count_commitments(with_commitments.cycle_key) if with_commitments else 0,
-            environments_enabled=env_ids,
+            environments_enabled=_cycle_env_ids(latest, env_ids),
             is_evaluating=bool(latest and latest.status == CycleStatus.RUNNING),
             current_cycle_id=latest.cycle_key if latest and latest.status == CycleStatus.RUNNING else None,
             last_completed_cycle_id=completed.cycle_key if completed else None,
@@ -292,7 +293,7 @@ def create_app(
                     n_evaluations=len(by_env.get(env_id, [])),
                     avg_success_rate=sum(by_env[env_id]) / len(by_env[env_id]) if by_env.get(env_id) else None,
                 )
-                for env_id in env_ids
+                for env_id in _cycle_env_ids(scored, env_ids)
             ],
         )
 
@@ -317,9 +318,16 @@ def _next_eval_in_seconds(
     from the wall clock since the latest cycle opened."""
     if latest is None:
         return 0
+    interval_blocks = latest.config.eval_interval_blocks if latest.config else scheduler.interval_blocks
     if head is not None:
-        blocks_left = latest.block + scheduler.interval_blocks - head[0]
+        blocks_left = latest.block + interval_blocks - head[0]
         elapsed = (datetime.now(UTC) - head[1]).total_seconds()
         return max(0, int(blocks_left * SECONDS_PER_BLOCK - elapsed))
     elapsed = (datetime.now(UTC) - latest.opened_at).total_seconds()
-    return max(0, int(scheduler.eval_interval_seconds - elapsed))
+    interval_s = interval_blocks * SECONDS_PER_BLOCK if latest.config else scheduler.eval_interval_seconds
+    return max(0, int(interval_s - elapsed))
+
+
+def _cycle_env_ids(cycle: CycleRecord | None, configured: list[str]) -> list[str]:
+    """The envs `cycle` recorded it runs; this process's configured list before any cycle has one."""
+    return list(cycle.config.env_ids) if cycle is not None and cycle.config is not None else configured

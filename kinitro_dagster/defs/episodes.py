@@ -1,14 +1,23 @@
 """episode_results[cycle|env]: every evaluated miner plays the cycle's episodes of one env."""
 
+import logging
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import dagster as dg
 
 from kinitro_dagster.defs.commitments import miner_commitments
 from kinitro_dagster.defs.markdown import md_table
-from kinitro_dagster.defs.partitions import by_cycle, cycle_env, split_episode_key
-from kinitro_dagster.defs.resources import CycleConfig, Evaluator, HubResource, WarehouseResource
+from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS, by_cycle, cycle_env, split_episode_key
+from kinitro_dagster.defs.resources import (
+    CycleConfig,
+    Evaluator,
+    HubResource,
+    WarehouseResource,
+    recorded_configuration,
+)
+from kinitro_dagster.logs import EXECUTOR_LOGGERS, PACKAGE_LOGGER
 from kinitro_dagster.miners.hub import SnapshotFetchError
 from kinitro_dagster.sim.partition import PolicyUnderTest, failed_episodes
 from kinitro_dagster.warehouse.records import CommitmentStatus, EpisodeRecord
@@ -39,8 +48,17 @@ def episode_results(
     cycle_record = store.get_cycle(cycle)
     if cycle_record is None:
         raise dg.Failure(f"cycle {cycle} has no commitments yet: materialize miner_commitments[{cycle}] first")
+    config = recorded_configuration(cycle_record, ENABLED_ENV_IDS, cycle_config, evaluator)
+    if env_id not in config.env_ids:
+        # A code location loaded with more envs than this cycle opened with: nothing to play.
+        context.log.info(f"{env_id} is not an env of cycle {cycle} (it runs {', '.join(config.env_ids)})")
+        return dg.MaterializeResult(
+            metadata={"episodes": 0, "env_id": env_id, "skipped": f"not an env of cycle {cycle}"},
+            check_results=[dg.AssetCheckResult(check_name=ROWS_CHECK, passed=not store.episodes(cycle, env_id),
+                                               metadata={"rows": len(store.episodes(cycle, env_id)), "expected": 0})],
+        )
     miners = [c for c in store.commitments(cycle) if c.status is CommitmentStatus.OK]
-    seeds = cycle_config.seeds(cycle_record.block_hash, env_id)
+    seeds = cycle_config.seeds(cycle_record.block_hash, env_id, config.episodes_per_env)
 
     started = time.monotonic()
     policies, unavailable = [], []
@@ -51,7 +69,8 @@ def episode_results(
         except SnapshotFetchError as exc:
             unavailable += failed_episodes(miner.uid, seeds, "deployment_failed", str(exc))
     context.log.info(f"{env_id}: {len(policies)} policies × {len(seeds)} episodes")
-    records = sorted(evaluator.evaluate(env_id, policies, seeds) + unavailable, key=lambda r: (r.uid, r.episode))
+    played = evaluator.evaluate(env_id, policies, seeds, config)
+    records = sorted(played + unavailable, key=lambda r: (r.uid, r.episode))
     store.replace_episodes(cycle, env_id, records)
     elapsed = time.monotonic() - started
 
@@ -63,6 +82,11 @@ def episode_results(
             "episodes": len(written),
             "miners": len(miners),
             "env_id": env_id,
+            # What this run played with, from the cycle's record, and what this run container has.
+            "episode settings": dg.MetadataValue.json({
+                k: config.to_json()[k] for k in ("episodes_per_env", "max_timesteps", "action_timeout",
+                                                 "eval_timeout", "use_images", "privileged_state")}),
+            "run settings": dg.MetadataValue.json({**evaluator.run_settings(), **_process_settings()}),
             "wall_seconds": round(elapsed, 2),
             "steps_per_second": round(steps / elapsed, 1) if elapsed > 0 else 0.0,
             "errors": dg.MetadataValue.json(dict(Counter(r.error_kind for r in written if r.error_kind))),
@@ -74,6 +98,17 @@ def episode_results(
             metadata={"rows": len(written), "expected": expected},
         )],
     )
+
+
+def _process_settings() -> dict[str, object]:
+    """Log levels in effect and the memory limit of the container this run executes in."""
+    memory_max = Path("/sys/fs/cgroup/memory.max")
+    limit = memory_max.read_text().strip() if memory_max.is_file() else None
+    return {
+        "log_level": logging.getLevelName(logging.getLogger(PACKAGE_LOGGER).getEffectiveLevel()),
+        "executor_log_level": logging.getLevelName(logging.getLogger(EXECUTOR_LOGGERS[0]).getEffectiveLevel()),
+        "memory_limit_bytes": int(limit) if limit and limit.isdigit() else limit,
+    }
 
 
 def _success_table(records: list[EpisodeRecord]) -> str:

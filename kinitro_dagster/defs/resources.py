@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from kinitro_dagster.logs import configure_service_logging
 from kinitro_dagster.miners.chain import ChainReader, FileChain
 from kinitro_dagster.miners.docker_deployment import DockerOptions
 from kinitro_dagster.miners.hub import Snapshot, fetch_snapshot
 from kinitro_dagster.miners.policy_client import ClientSettings
-from kinitro_dagster.settings import DEMO_SEED_SECRET, ExecutorSettings, SchedulerSettings, state_dir
+from kinitro_dagster.settings import (
+    DEMO_SEED_SECRET,
+    ExecutorSettings,
+    SchedulerSettings,
+    check_environment,
+    state_dir,
+)
 from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition
 from kinitro_dagster.sim.seeds import episode_seeds
-from kinitro_dagster.warehouse.records import EpisodeRecord
+from kinitro_dagster.version import code_version
+from kinitro_dagster.warehouse.records import CycleConfiguration, CycleRecord, EpisodeRecord
 from kinitro_dagster.warehouse.store import Warehouse
 
 log = logging.getLogger(__name__)
@@ -81,8 +90,8 @@ class CycleConfig(dg.ConfigurableResource):
     seed_secret: str = DEMO_SEED_SECRET
     pareto_temperature: float = 1.0
 
-    def seeds(self, block_hash: str, env_id: str) -> list[int]:
-        return episode_seeds(self.seed_secret, block_hash, env_id, self.episodes_per_env)
+    def seeds(self, block_hash: str, env_id: str, count: int) -> list[int]:
+        return episode_seeds(self.seed_secret, block_hash, env_id, count)
 
 
 class Evaluator(dg.ConfigurableResource):
@@ -91,13 +100,15 @@ class Evaluator(dg.ConfigurableResource):
     `eval_mode`: "local" runs each policy as a subprocess (not isolated: development and the demo);
     "docker" runs it sandboxed in the miner-runner image (`kinitro env build miner`), with the
     `miner_*` limits, reusing a (repo, revision)'s container for `miner_ttl_s`.
+    The episode settings here (steps, timeouts, images, privileged state) are what a *new* cycle
+    records; a cycle's episodes always play with the settings its own record holds.
     """
 
     eval_mode: str = "local"
     max_timesteps: int = 500
     action_timeout_s: float = 0.5
     use_images: bool = True
-    privileged_state: bool = True
+    privileged_state: bool = False
     max_workers: int | None = None
     # Miners a worker plays at once, stepping one env while other policies compute (None: 2 without
     # images, 1 with them).
@@ -109,9 +120,6 @@ class Evaluator(dg.ConfigurableResource):
     miner_memory: str = "4Gi"
     miner_ttl_s: float = 600.0
 
-    def env_config(self) -> EnvConfig:
-        return EnvConfig(max_steps=self.max_timesteps, use_images=self.use_images,
-                         privileged_state=self.privileged_state)
 
     def docker_options(self) -> DockerOptions | None:
         """Container settings in docker mode; None in local mode."""
@@ -124,13 +132,50 @@ class Evaluator(dg.ConfigurableResource):
         return DockerOptions(image=self.miner_image, cpus=self.miner_cpus, memory=self.miner_memory,
                              ttl_s=self.miner_ttl_s, warmup_timeout_s=self.warmup_timeout_s)
 
-    def evaluate(self, env_id: str, policies: list[PolicyUnderTest], seeds: list[int]) -> list[EpisodeRecord]:
+    def run_settings(self) -> dict[str, object]:
+        """What this process deploys and runs with (not recorded per cycle: it is per host)."""
+        return {
+            "eval_mode": self.eval_mode, "max_workers": self.max_workers, "miners_per_worker": self.miners_per_worker,
+            "miner_deployment_image": self.miner_image, "miner_deployment_cpu": self.miner_cpus,
+            "miner_deployment_memory": self.miner_memory, "miner_deployment_ttl_seconds": self.miner_ttl_s,
+            "miner_deployment_warmup_timeout": self.warmup_timeout_s,
+        }
+
+    def evaluate(
+        self, env_id: str, policies: list[PolicyUnderTest], seeds: list[int], cycle: CycleConfiguration
+    ) -> list[EpisodeRecord]:
+        """Play `seeds` of `env_id` for every policy with the episode settings `cycle` recorded."""
+        env_config = EnvConfig(max_steps=cycle.max_timesteps, use_images=cycle.use_images,
+                               privileged_state=cycle.privileged_state)
         return evaluate_env_partition(
-            env_id, policies, seeds, self.env_config(),
-            client_settings=ClientSettings(act_timeout_s=self.action_timeout_s),
-            warmup_timeout_s=self.warmup_timeout_s, episode_timeout_s=self.eval_timeout_s,
+            env_id, policies, seeds, env_config,
+            client_settings=ClientSettings(act_timeout_s=cycle.action_timeout),
+            warmup_timeout_s=self.warmup_timeout_s, episode_timeout_s=cycle.eval_timeout,
             max_workers=self.max_workers, miners_per_worker=self.miners_per_worker, docker=self.docker_options(),
         )
+
+
+def cycle_configuration(env_ids: Sequence[str], cycle_config: CycleConfig, evaluator: Evaluator) -> CycleConfiguration:
+    """The configuration a cycle opened now records: this process's settings."""
+    return CycleConfiguration(
+        env_ids=tuple(env_ids), episodes_per_env=cycle_config.episodes_per_env,
+        eval_interval_blocks=cycle_config.eval_interval_blocks, max_timesteps=evaluator.max_timesteps,
+        action_timeout=evaluator.action_timeout_s, eval_timeout=evaluator.eval_timeout_s,
+        use_images=evaluator.use_images, privileged_state=evaluator.privileged_state,
+        pareto_temperature=cycle_config.pareto_temperature, code_version=code_version(),
+    )
+
+
+def recorded_configuration(
+    cycle: CycleRecord, env_ids: Sequence[str], cycle_config: CycleConfig, evaluator: Evaluator
+) -> CycleConfiguration:
+    """The configuration `cycle` recorded when it opened; for a cycle opened before they were
+    recorded, this process's settings (logged, since another process may have had others)."""
+    if cycle.config is not None:
+        return cycle.config
+    log.warning("cycle %s has no recorded configuration (opened before revision 0003): using this "
+                "process's settings", cycle.cycle_key)
+    return cycle_configuration(env_ids, cycle_config, evaluator)
 
 
 def _secret(var: str, fallback: str | None) -> Any:
@@ -141,8 +186,10 @@ def _secret(var: str, fallback: str | None) -> Any:
 def build_resources(
     scheduler: SchedulerSettings | None = None, executor: ExecutorSettings | None = None
 ) -> dict[str, dg.ConfigurableResource]:
+    check_environment()
     scheduler = scheduler or SchedulerSettings()
     executor = executor or ExecutorSettings()
+    configure_service_logging(scheduler.log_level, executor.log_level, scheduler.json_logs or executor.json_logs)
     if not os.environ.get("KINITRO_SEED_SECRET"):
         log.warning("KINITRO_SEED_SECRET is not set: using the public demo secret, so seeds are predictable")
     return {

@@ -1,5 +1,11 @@
-"""The production run queue: Dagster's QueuedRunCoordinator, plus a `kinitro/env_family` tag on
-every episode-partition run so that deploy/dagster.yaml can give each env family its own budget.
+"""The run queue: Dagster's QueuedRunCoordinator, plus a `kinitro/env_family` tag on every
+episode-partition run so that deploy/dagster.yaml can give each env family its own budget.
+
+The guide's queue settings take effect here, in the daemon that dequeues:
+`KINITRO_EXECUTOR_BATCH_SIZE` is the number of runs in progress at once (max_concurrent_runs),
+`KINITRO_EXECUTOR_POLL_INTERVAL_SECONDS` the seconds between dequeues, `KINITRO_EXECUTOR_EXECUTOR_ID`
+a `kinitro/executor_id` tag on every run, and `KINITRO_SCHEDULER_CYCLE_TIMEOUT_SECONDS` each run's
+`dagster/max_runtime` (run monitoring fails a run that outlives it).
 
 Not part of the code location's Definitions: deploy/dagster.yaml names this class as the
 instance's run coordinator, so the webserver and the daemon load it (the evaluator image has it).
@@ -9,12 +15,16 @@ per-partition tag function on a job would give only to that job's own runs.
 """
 
 import logging
+from typing import Any
 
 import dagster as dg
+from dagster._core.storage.tags import MAX_RUNTIME_SECONDS_TAG
 
+from kinitro_dagster.settings import ExecutorSettings, SchedulerSettings
 from kinitro_dagster.sim.registry import env_family, partition_key_to_env_id
 
 ENV_FAMILY_TAG = "kinitro/env_family"
+EXECUTOR_ID_TAG = "kinitro/executor_id"
 # Dagster tags a run of a multi-partitioned asset with each dimension's key: dagster/partition/<dim>.
 ENV_PARTITION_TAG = "dagster/partition/env"
 
@@ -33,13 +43,35 @@ def env_family_tags(run_tags: dict[str, str]) -> dict[str, str]:
         return {}
 
 
+def settings_tags(run_tags: dict[str, str], executor: ExecutorSettings, scheduler: SchedulerSettings) -> dict[str, str]:
+    """The tags the settings give every run: its max runtime (the cycle timeout, unless the run
+    has its own) and the executor id."""
+    tags = {}
+    if MAX_RUNTIME_SECONDS_TAG not in run_tags:
+        tags[MAX_RUNTIME_SECONDS_TAG] = str(scheduler.cycle_timeout_seconds)
+    if executor.executor_id:
+        tags[EXECUTOR_ID_TAG] = executor.executor_id
+    return tags
+
+
 class EnvFamilyRunCoordinator(dg.QueuedRunCoordinator):
     """QueuedRunCoordinator (same config) that tags each episode-partition run with its env family
-    before the run is queued, so `tag_concurrency_limits` on `kinitro/env_family` apply to it."""
+    before the run is queued, so `tag_concurrency_limits` on `kinitro/env_family` apply to it, and
+    applies the queue settings of the environment (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._executor = ExecutorSettings()
+        self._scheduler = SchedulerSettings()
+        if self._executor.batch_size is not None:
+            kwargs["max_concurrent_runs"] = self._executor.batch_size
+        if self._executor.poll_interval_seconds is not None:
+            kwargs["dequeue_interval_seconds"] = self._executor.poll_interval_seconds
+        super().__init__(*args, **kwargs)
 
     def submit_run(self, context: dg.SubmitRunContext) -> dg.DagsterRun:
         run = context.dagster_run
-        missing = {k: v for k, v in env_family_tags(run.tags).items() if run.tags.get(k) != v}
+        wanted = {**env_family_tags(run.tags), **settings_tags(run.tags, self._executor, self._scheduler)}
+        missing = {k: v for k, v in wanted.items() if run.tags.get(k) != v}
         if missing:
             self._instance.add_run_tags(run.run_id, missing)
             tagged = self._instance.get_run_by_id(run.run_id)

@@ -7,7 +7,7 @@ import dagster as dg
 from kinitro_dagster.defs.episodes import episode_results
 from kinitro_dagster.defs.markdown import md_table
 from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS, by_cycle, cycles
-from kinitro_dagster.defs.resources import CycleConfig, WarehouseResource
+from kinitro_dagster.defs.resources import CycleConfig, Evaluator, WarehouseResource, recorded_configuration
 from kinitro_dagster.scoring import score_cycle
 from kinitro_dagster.scoring.inputs import build_score_inputs
 from kinitro_dagster.warehouse.records import CommitmentStatus, ParetoScoreRecord
@@ -26,15 +26,20 @@ FINITE_CHECK = "scores_are_finite"
     description="Epsilon-Pareto subset winners: points per miner, per-env thresholds, the Pareto front.",
 )
 def pareto_scores(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, cycle_config: CycleConfig
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, cycle_config: CycleConfig, evaluator: Evaluator
 ) -> dg.MaterializeResult:
     cycle = context.partition_key
     store = warehouse.store()
-    env_ids = list(ENABLED_ENV_IDS)
+    record = store.get_cycle(cycle)
+    if record is None:
+        raise dg.Failure(f"cycle {cycle} is unknown to the warehouse: materialize miner_commitments[{cycle}] first")
+    # The cycle's own envs, episode count and temperature, whatever this code location was loaded with.
+    config = recorded_configuration(record, ENABLED_ENV_IDS, cycle_config, evaluator)
+    env_ids = list(config.env_ids)
     miners = [c for c in store.commitments(cycle) if c.status is CommitmentStatus.OK]
-    inputs = build_score_inputs(miners, store.episodes_by_env(cycle), env_ids, cycle_config.episodes_per_env)
+    inputs = build_score_inputs(miners, store.episodes_by_env(cycle), env_ids, config.episodes_per_env)
     scores = score_cycle(inputs.success, inputs.uids, inputs.priority, inputs.live,
-                         cycle_config.episodes_per_env, temperature=cycle_config.pareto_temperature)
+                         config.episodes_per_env, temperature=config.pareto_temperature)
     weights = scores.weights  # all zero when nobody is live (scores.has_weights is False)
     pareto = [
         ParetoScoreRecord(uid=int(uid), on_frontier=bool(scores.frontier[i]), points=float(scores.points[i]),
@@ -51,6 +56,8 @@ def pareto_scores(
         metadata={
             "miners scored": len(pareto),
             "live miners": int(inputs.live.sum()),
+            "envs": dg.MetadataValue.json(env_ids),
+            "pareto temperature": config.pareto_temperature,
             "pareto front": dg.MetadataValue.json([p.uid for p in pareto if p.on_frontier]),
             "scores": dg.MetadataValue.md(md_table(
                 ["uid", *short, "points", "weight", "front"],

@@ -47,7 +47,8 @@ def weights(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> 
     u16_uids, u16_values = weights_to_u16(list(by_uid), list(by_uid.values()))
     store.write_weights(WeightsRecord(
         cycle_key=cycle, block=record.block, weights=by_uid, u16_uids=list(u16_uids), u16_values=list(u16_values),
-        created_at=now, n_miners=len(scores), n_envs=len(ENABLED_ENV_IDS),  # miners evaluated
+        created_at=now, n_miners=len(scores),  # miners evaluated
+        n_envs=len(record.config.env_ids) if record.config else len(ENABLED_ENV_IDS),
         duration_seconds=(now - record.opened_at).total_seconds(),
     ))
     store.complete_cycle(cycle, CycleStatus.COMPLETED, now, n_miners)

@@ -7,7 +7,7 @@ the tests can build them directly.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 
 
@@ -25,6 +25,33 @@ class CycleStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class CycleConfiguration:
+    """What a cycle runs with, recorded when it opens. Every later step of the cycle (its episode
+    runs, scoring, the weights API) reads this record, never the environment of the process it
+    happens to run in, so a run container or API process with other settings cannot change it."""
+
+    env_ids: tuple[str, ...]
+    episodes_per_env: int
+    eval_interval_blocks: int
+    max_timesteps: int
+    action_timeout: float
+    eval_timeout: float
+    use_images: bool
+    privileged_state: bool
+    pareto_temperature: float
+    code_version: str
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "env_ids": list(self.env_ids)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> CycleConfiguration:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        return cls(**{**values, "env_ids": tuple(values["env_ids"])})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class CycleRecord:
     cycle_key: str  # zero-padded opening block, e.g. "0000012300"
     block: int
@@ -34,6 +61,7 @@ class CycleRecord:
     completed_at: datetime | None = None
     n_miners: int = 0
     n_envs: int = 0
+    config: CycleConfiguration | None = None  # None: opened before configurations were recorded
 
 
 @dataclass(frozen=True)

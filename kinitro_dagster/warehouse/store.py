@@ -33,6 +33,7 @@ from kinitro_dagster.warehouse import tables as t
 from kinitro_dagster.warehouse.records import (
     CommitmentRecord,
     CommitmentStatus,
+    CycleConfiguration,
     CycleRecord,
     CycleStatus,
     EpisodeRecord,
@@ -258,6 +259,7 @@ def _cycle(row: sa.Row) -> CycleRecord:
         completed_at=row.completed_at,
         n_miners=row.n_miners,
         n_envs=row.n_envs,
+        config=CycleConfiguration.from_json(row.config) if row.config else None,
     )
 
 
@@ -271,6 +273,7 @@ def _cycle_values(cycle: CycleRecord) -> dict[str, Any]:
         "status": CycleStatus(cycle.status).value,
         "n_miners": cycle.n_miners,
         "n_envs": cycle.n_envs,
+        "config": cycle.config.to_json() if cycle.config else None,
     }
 
 
@@ -481,12 +484,13 @@ class Warehouse:
     # ----------------------------------------------------------------------- cycles
 
     def upsert_cycle(self, cycle: CycleRecord) -> None:
+        """Insert the cycle, or update it keeping the configuration it was first recorded with:
+        re-opening a cycle from a process with other settings does not change what it ran with."""
         values = _cycle_values(cycle)
         stmt = self._insert(t.evaluation_cycles).values(values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[t.evaluation_cycles.c.cycle_key],
-            set_={k: v for k, v in values.items() if k != "cycle_key"},
-        )
+        updates: dict[str, Any] = {k: v for k, v in values.items() if k not in ("cycle_key", "config")}
+        updates["config"] = sa.func.coalesce(t.evaluation_cycles.c.config, stmt.excluded.config)
+        stmt = stmt.on_conflict_do_update(index_elements=[t.evaluation_cycles.c.cycle_key], set_=updates)
         with self._write() as conn:
             conn.execute(stmt)
 

@@ -71,6 +71,8 @@ evaluation_cycles = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("n_miners", sa.Integer, nullable=False, server_default="0"),
     sa.Column("n_envs", sa.Integer, nullable=False, server_default="0"),
+    # CycleConfiguration.to_json(): what the cycle runs with, recorded when it opens.
+    sa.Column("config", sa.JSON(none_as_null=True), nullable=True),
     sa.CheckConstraint("status IN ('running', 'completed', 'failed')", name="status"),
 )
 

@@ -1,5 +1,6 @@
-"""deploy/ is consistent: the instance file passes Dagster's own schemas, every variable it forwards
-to run containers is set by .env.example, run containers can run docker eval mode, and the compose
+"""deploy/ is consistent: the instance file passes Dagster's own schemas, every variable it reads is
+set by .env.example and every KINITRO_* variable there is a known setting, run containers can run
+docker eval mode, and the compose
 stack wires what the instance expects (and passes `docker-compose config`). Fast (no containers,
 no database); the full stack runs in test_docker_production.py."""
 
@@ -26,15 +27,15 @@ def env_example() -> dict[str, str]:
 def test_instance_config_passes_dagster_schemas(env_example, monkeypatch):
     from dagster._config import process_config
     from dagster._core.instance.config import dagster_instance_config
-    from dagster_docker import DockerRunLauncher
 
     from kinitro_dagster.defs.run_coordinator import EnvFamilyRunCoordinator
+    from kinitro_dagster.defs.run_launcher import KinitroDockerRunLauncher
 
     for key, value in env_example.items():
         monkeypatch.setenv(key, value)
     config, _ = dagster_instance_config(str(DEPLOY))
     # The instance schema covers storage (postgres_db); each class checks its own config section.
-    for cls, section in ((DockerRunLauncher, "run_launcher"), (EnvFamilyRunCoordinator, "run_coordinator")):
+    for cls, section in ((KinitroDockerRunLauncher, "run_launcher"), (EnvFamilyRunCoordinator, "run_coordinator")):
         assert getattr(importlib.import_module(config[section]["module"]), config[section]["class"]) is cls
         result = process_config(cls.config_type(), config[section]["config"])
         assert result.success, (cls.__name__, result.errors)
@@ -43,12 +44,15 @@ def test_instance_config_passes_dagster_schemas(env_example, monkeypatch):
     assert config["run_retries"]["max_retries"] >= 1
 
 
-def test_forwarded_variables_are_all_set_by_env_example(env_example):
-    launcher = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["run_launcher"]["config"]
-    # The launcher raises at launch time for a listed variable the daemon does not have.
-    assert set(launcher["env_vars"]) <= set(env_example)
+def test_instance_variables_are_set_and_settings_known(env_example):
+    from kinitro_dagster.settings import check_environment
+
     referenced = set(re.findall(r"\{env: (\w+)\}", (DEPLOY / "dagster.yaml").read_text()))
     assert referenced <= set(env_example)
+    # Every service refuses to start on an unknown KINITRO_* variable: .env.example must not have one.
+    check_environment(env_example)
+    # No hand-kept list of forwarded variables: the launcher forwards every KINITRO_* setting.
+    assert "env_vars" not in yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["run_launcher"]["config"]
 
 
 def _mounts(volumes: list[str]) -> dict[str, str]:
@@ -60,7 +64,6 @@ def test_run_containers_can_start_policy_containers_on_the_host(env_example):
     """Docker eval mode from a run container: it asks the host's engine to mount a snapshot and a
     socket directory by the paths it sees, so those must be host paths mounted at the same place."""
     from kinitro_dagster.miners.docker_deployment import SHARED_RUN_ROOT
-    from kinitro_dagster.settings import ExecutorSettings
 
     launcher = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["run_launcher"]["config"]
     mounts = _mounts(launcher["container_kwargs"]["volumes"])
@@ -68,11 +71,6 @@ def test_run_containers_can_start_policy_containers_on_the_host(env_example):
     assert mounts.get(state) == state  # the hub cache the snapshots come from
     assert mounts.get("/var/run/docker.sock") == "/var/run/docker.sock"  # the host's engine
     assert mounts.get(str(SHARED_RUN_ROOT)) == str(SHARED_RUN_ROOT)  # default_run_root(): the socket dirs
-    forwarded = set(launcher["env_vars"])
-    assert {"KINITRO_EXECUTOR_EVAL_MODE", "KINITRO_EXECUTOR_MINER_DEPLOYMENT_IMAGE", "KINITRO_STATE_DIR",
-            "KINITRO_EXECUTOR_MINER_DEPLOYMENT_CPU", "KINITRO_EXECUTOR_MINER_DEPLOYMENT_MEMORY"} <= forwarded
-    executor = {f"KINITRO_EXECUTOR_{name.upper()}" for name in ExecutorSettings.model_fields}
-    assert {v for v in forwarded if v.startswith("KINITRO_EXECUTOR_")} <= executor
 
 
 def test_compose_stack_matches_the_instance(env_example):

@@ -1,4 +1,4 @@
-"""Logging for the API process: key=value text by default, one JSON object a line with --json-logs."""
+"""Logging for every service: key=value text by default, one JSON object a line when asked."""
 
 from __future__ import annotations
 
@@ -56,3 +56,26 @@ def configure_logging(level: str = "INFO", json_logs: bool = False) -> None:
         uvicorn_logger.propagate = True
     if logging.getLevelName(level) > logging.DEBUG:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl ..." on every schema check
+
+
+_SERVICE_HANDLER_NAME = "kinitro-service"
+PACKAGE_LOGGER = "kinitro_dagster"
+# The executor's part of the code: rollouts, deployments, the policy client.
+EXECUTOR_LOGGERS = ("kinitro_dagster.sim", "kinitro_dagster.miners")
+
+
+def configure_service_logging(scheduler_level: str, executor_level: str, json_logs: bool) -> None:
+    """The code location's own loggers, wherever it loads (code server, daemon, run workers):
+    KINITRO_SCHEDULER_LOG_LEVEL for the package, KINITRO_EXECUTOR_LOG_LEVEL for rollouts and
+    deployments, one JSON object a line with *_JSON_LOGS. Dagster's loggers are left alone, and
+    where the host already routes the root logger (a test runner, `kinitro demo`), so is output."""
+    package = logging.getLogger(PACKAGE_LOGGER)
+    package.handlers[:] = [h for h in package.handlers if h.get_name() != _SERVICE_HANDLER_NAME]
+    if not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter() if json_logs else KeyValueFormatter())
+        handler.set_name(_SERVICE_HANDLER_NAME)
+        package.addHandler(handler)
+    package.setLevel(scheduler_level)
+    for name in EXECUTOR_LOGGERS:
+        logging.getLogger(name).setLevel(executor_level)

@@ -1,0 +1,56 @@
+"""The production run launcher: dagster-docker's DockerRunLauncher, with the configuration
+forwarded by construction and the run container shaped by the executor settings.
+
+Not part of the code location's Definitions: deploy/dagster.yaml names this class as the
+instance's run launcher, so the daemon and the webserver load it (the evaluator image has it).
+
+- Environment: every `KINITRO_*` setting the launching process has (and the storage, hub and
+  renderer variables: `settings.forwarded_variables`) is passed to the run container, beside any
+  `env_vars` the config lists. A setting the operator adds later needs no edit here: there is no
+  hand-kept list to forget it in.
+- Image: `KINITRO_EXECUTOR_EVAL_IMAGES` (`{"family": "image"}`) picks the image of each episode
+  run from its `kinitro/env_family` tag (set by EnvFamilyRunCoordinator when it was queued);
+  other runs, and families without an entry, use the config's `image`.
+- Memory: `KINITRO_EXECUTOR_EVAL_MEM_LIMIT` (the guide's `KINITRO_BACKEND_EVAL_MEM_LIMIT`) is the
+  run container's memory limit, unless container_kwargs set `mem_limit` themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster_docker import DockerRunLauncher
+from dagster_docker.container_context import DockerContainerContext
+
+from kinitro_dagster.defs.run_coordinator import ENV_FAMILY_TAG
+from kinitro_dagster.settings import ExecutorSettings, check_environment, forwarded_variables
+
+
+def run_image(default_image: str, run_tags: dict[str, str], eval_images: dict[str, str]) -> str:
+    """The image a run's container starts from: its env family's, else the default."""
+    family = run_tags.get(ENV_FAMILY_TAG)
+    return eval_images.get(family, default_image) if family else default_image
+
+
+class KinitroDockerRunLauncher(DockerRunLauncher):
+    """DockerRunLauncher (same config) that forwards every KINITRO_* setting, picks the image per
+    env family and limits the run container's memory (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        check_environment()  # the daemon refuses to start on a misspelt setting, as every service does
+        self._settings = ExecutorSettings()
+
+    def get_container_context(self, dagster_run: DagsterRun) -> DockerContainerContext:
+        context = super().get_container_context(dagster_run)
+        kwargs: dict[str, Any] = {}
+        if self._settings.eval_mem_limit and "mem_limit" not in context.container_kwargs:
+            kwargs["mem_limit"] = self._settings.eval_mem_limit
+        listed = set(context.env_vars)
+        extra = [name for name in forwarded_variables() if name not in listed]
+        return context.merge(DockerContainerContext(env_vars=extra, container_kwargs=kwargs))
+
+    def _launch_container_with_command(self, run: DagsterRun, docker_image: str, command: Any) -> None:
+        image = run_image(docker_image, dict(run.tags), self._settings.eval_images)
+        super()._launch_container_with_command(run, image, command)
