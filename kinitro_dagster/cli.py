@@ -451,7 +451,7 @@ def env_test(
     if save_images is not None and not use_images:
         raise click.UsageError("--save-images needs rendered cameras: drop --no-images")
     try:
-        validate_env_id(env_id)
+        env_id = validate_env_id(env_id)  # an alias plays, and is reported as, its canonical id
         config = EnvConfig(
             max_steps=max_steps or settings.max_timesteps,
             use_images=use_images,

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from kinitro_dagster.settings import ApiSettings, SchedulerSettings
-from kinitro_dagster.sim.registry import ENV_IDS, env_family, env_task_name
+from kinitro_dagster.sim.registry import ENV_IDS, env_family, env_task_name, validate_env_ids
 from kinitro_dagster.warehouse import Warehouse, WarehouseUnavailable
 from kinitro_dagster.warehouse.records import CommitmentStatus, CycleRecord, CycleStatus
 from weights_api.cache import (
@@ -80,7 +80,7 @@ def create_app(
     settings = settings or ApiSettings()
     scheduler = scheduler or SchedulerSettings()
     store = warehouse or Warehouse(settings.database_url)
-    env_ids = list(scheduler.env_ids or ENV_IDS)
+    env_ids = validate_env_ids(scheduler.env_ids or ENV_IDS)  # published as canonical ids
     latest_cache = LatestWeightsCache(store, ttl_s=latest_weights_ttl_s)
 
     registry = CollectorRegistry()

@@ -11,7 +11,7 @@ from kinitro_dagster.sim.registry import (
     ENV_IDS,
     env_id_to_partition_key,
     partition_key_to_env_id,
-    validate_env_id,
+    validate_env_ids,
 )
 
 CYCLE_KEY_DIGITS = 10
@@ -20,8 +20,9 @@ cycles = dg.DynamicPartitionsDefinition(name="cycles")
 
 
 def enabled_env_ids(settings: SchedulerSettings | None = None) -> list[str]:
+    """KINITRO_SCHEDULER_ENV_IDS as canonical ids (aliases normalized, each once, in order)."""
     settings = settings or SchedulerSettings()
-    return [validate_env_id(env_id) for env_id in (settings.env_ids or ENV_IDS)]
+    return validate_env_ids(settings.env_ids or ENV_IDS)
 
 
 # Fixed when the code location loads (KINITRO_SCHEDULER_ENV_IDS); every asset reads this one list.

@@ -65,7 +65,7 @@ import numpy as np
 
 from kinitro_dagster.sim.base import EnvConfig, PolicyAction, StepResult
 from kinitro_dagster.sim.metaworld_fast import accelerate
-from kinitro_dagster.sim.registry import METAWORLD_ENV_IDS, env_task_name
+from kinitro_dagster.sim.registry import METAWORLD_ENV_IDS, env_task_name, normalize_env_id
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ class MetaWorldEnv:
     """One MetaWorld task with its renderers, reused across episodes (`reset(seed)` per episode)."""
 
     def __init__(self, env_id: str, config: EnvConfig | None = None) -> None:
+        env_id = normalize_env_id(env_id)
         if env_id not in METAWORLD_ENV_IDS:
             raise ValueError(f"unknown MetaWorld env id {env_id!r}; known: {', '.join(METAWORLD_ENV_IDS)}")
         self.env_id = env_id

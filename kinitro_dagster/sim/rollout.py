@@ -294,7 +294,7 @@ def evaluate_partition(
     Rows come back sorted by (uid, episode), exactly `len(miners) * len(seeds)` of them whatever fails.
     """
     if env_factory is make_env:
-        validate_env_id(env_id)
+        env_id = validate_env_id(env_id)
     uids = [miner.uid for miner in miners]
     if len(set(uids)) != len(uids):
         raise ValueError(f"miner uids must be unique within a partition, got {sorted(uids)}")

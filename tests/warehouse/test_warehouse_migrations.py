@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -125,4 +126,107 @@ def test_reading_an_unmigrated_database_says_to_run_db_init(database_url: str) -
         store.latest_weights()
     with pytest.raises(WarehouseSchemaMissing, match="kinitro db init"):
         store.check_schema()
+    store.dispose()
+
+
+# -- 0002: Kinitro's env ids ----------------------------------------------------------------------
+
+OLD_BUTTON, NEW_BUTTON = "metaworld/button-press-topdown-v3", "metaworld/button-press-v3"
+OLD_PEG, NEW_PEG = "metaworld/peg-insert-side-v3", "metaworld/peg-insert-v3"
+REACH = "metaworld/reach-v3"
+
+# The tables as revision 0001 made them (tables.py may have moved on by the time this runs).
+_cycles_0001 = sa.table(
+    "evaluation_cycles", sa.column("cycle_key"), sa.column("block"), sa.column("block_hash"),
+    sa.column("opened_at", t.UTCDateTime), sa.column("status"),
+)  # fmt: skip
+_episodes_0001 = sa.table(
+    "episodes", sa.column("cycle_key"), sa.column("env_id"), sa.column("uid"), sa.column("episode"),
+    sa.column("seed"), sa.column("success"), sa.column("total_reward"), sa.column("steps"), sa.column("wall_seconds"),
+)  # fmt: skip
+_scores_0001 = sa.table(
+    "miner_scores", sa.column("cycle_key"), sa.column("uid"), sa.column("env_id"), sa.column("success_rate"),
+    sa.column("episodes_completed"), sa.column("episodes_failed"), sa.column("mean_reward"),
+)  # fmt: skip
+_pareto_0001 = sa.table(
+    "pareto_scores", sa.column("cycle_key"), sa.column("uid"), sa.column("on_frontier"), sa.column("points"),
+    sa.column("weight"), sa.column("thresholds", sa.JSON),
+)  # fmt: skip
+
+
+def _migrate_to(store: Warehouse, revision: str, *, down: bool = False) -> None:
+    with store.engine.begin() as conn:
+        (command.downgrade if down else command.upgrade)(alembic_config(connection=conn), revision)
+
+
+def _write_rows_with_old_env_ids(store: Warehouse) -> None:
+    with store.engine.begin() as conn:
+        for block in (100, 200):
+            conn.execute(_cycles_0001.insert().values(
+                cycle_key=f"{block:010d}", block=block, block_hash=f"0x{block:064x}",
+                opened_at=datetime(2025, 1, 15, tzinfo=UTC), status="completed",
+            ))  # fmt: skip
+            for env_id in (REACH, OLD_BUTTON, OLD_PEG):
+                conn.execute(_episodes_0001.insert().values(
+                    cycle_key=f"{block:010d}", env_id=env_id, uid=1, episode=0, seed=7, success=True,
+                    total_reward=1.0, steps=40, wall_seconds=0.1,
+                ))  # fmt: skip
+                conn.execute(_scores_0001.insert().values(
+                    cycle_key=f"{block:010d}", uid=1, env_id=env_id, success_rate=0.5, episodes_completed=2,
+                    episodes_failed=0, mean_reward=1.0,
+                ))  # fmt: skip
+        pareto = [
+            ("0000000100", 1, {REACH: 0.25, OLD_BUTTON: 0.5, OLD_PEG: 0.75}),
+            ("0000000100", 2, {REACH: 0.125}),  # no renamed env: left as it is
+            ("0000000200", 1, {OLD_PEG: 1.0, REACH: 0.0}),
+        ]
+        for cycle, uid, thresholds in pareto:
+            conn.execute(_pareto_0001.insert().values(
+                cycle_key=cycle, uid=uid, on_frontier=True, points=1.0, weight=0.5, thresholds=thresholds,
+            ))  # fmt: skip
+
+
+def _stored_env_ids(store: Warehouse) -> tuple[list, list, list]:
+    with store.engine.connect() as conn:
+        episodes = conn.execute(sa.select(_episodes_0001.c.cycle_key, _episodes_0001.c.env_id).order_by(
+            _episodes_0001.c.cycle_key, _episodes_0001.c.env_id)).all()  # fmt: skip
+        scores = conn.execute(sa.select(_scores_0001.c.cycle_key, _scores_0001.c.env_id).order_by(
+            _scores_0001.c.cycle_key, _scores_0001.c.env_id)).all()  # fmt: skip
+        pareto = conn.execute(sa.select(_pareto_0001.c.cycle_key, _pareto_0001.c.uid, _pareto_0001.c.thresholds).order_by(
+            _pareto_0001.c.cycle_key, _pareto_0001.c.uid)).all()  # fmt: skip
+    return [tuple(r) for r in episodes], [tuple(r) for r in scores], [tuple(r) for r in pareto]
+
+
+def test_0002_rewrites_old_env_ids_to_kinitros_and_back(database_url: str) -> None:
+    store = Warehouse(database_url)
+    _migrate_to(store, "0001")
+    _write_rows_with_old_env_ids(store)
+    before = _stored_env_ids(store)
+
+    _migrate_to(store, "0002")
+    episodes, scores, pareto = _stored_env_ids(store)
+
+    canonical = sorted([REACH, NEW_BUTTON, NEW_PEG])
+    assert episodes == scores == [(cycle, env) for cycle in ("0000000100", "0000000200") for env in canonical]
+    assert pareto == [
+        ("0000000100", 1, {REACH: 0.25, NEW_BUTTON: 0.5, NEW_PEG: 0.75}),
+        ("0000000100", 2, {REACH: 0.125}),
+        ("0000000200", 1, {NEW_PEG: 1.0, REACH: 0.0}),
+    ]
+
+    _migrate_to(store, "0001", down=True)
+    assert _stored_env_ids(store) == before
+    store.dispose()
+
+
+def test_0002_reads_back_through_the_warehouse_at_head(database_url: str) -> None:
+    store = Warehouse(database_url)
+    _migrate_to(store, "0001")
+    _write_rows_with_old_env_ids(store)
+
+    store.migrate()
+
+    assert store.episode_counts("0000000100") == {REACH: 1, NEW_BUTTON: 1, NEW_PEG: 1}
+    assert {s.env_id for s in store.miner_scores("0000000200")} == {REACH, NEW_BUTTON, NEW_PEG}
+    assert store.pareto_scores("0000000100")[0].thresholds == {REACH: 0.25, NEW_BUTTON: 0.5, NEW_PEG: 0.75}
     store.dispose()

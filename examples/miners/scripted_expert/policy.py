@@ -18,9 +18,25 @@ from rl_interface import Action, ActionKeys, Observation
 warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
 
 
-def expert_for(task_config: dict):
+# Kinitro's ids of the MetaWorld tasks whose name differs; every other id ends in its task's name
+# (as do the ids older evaluators sent: `metaworld/button-press-topdown-v3`). Not a string trick
+# for these two: MetaWorld's `button-press-v3` is another task (pressing the button from the side).
+TASK_NAME_OF_ENV_ID = {
+    "metaworld/button-press-v3": "button-press-topdown-v3",
+    "metaworld/peg-insert-v3": "peg-insert-side-v3",
+}
+
+
+def task_name(task_config: dict) -> str:
     """`task_name` is MetaWorld's name (`pick-place-v3`); older evaluators only send `env_id`."""
-    name = task_config.get("task_name") or (task_config.get("env_id") or "").rpartition("/")[2]
+    if task_config.get("task_name"):
+        return task_config["task_name"]
+    env_id = task_config.get("env_id") or ""
+    return TASK_NAME_OF_ENV_ID.get(env_id) or env_id.rpartition("/")[2]
+
+
+def expert_for(task_config: dict):
+    name = task_name(task_config)
     if name not in ENV_POLICY_MAP:
         raise ValueError(f"no MetaWorld scripted expert for task {name!r} (task_config={task_config})")
     return ENV_POLICY_MAP[name]()
