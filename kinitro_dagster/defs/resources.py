@@ -89,6 +89,7 @@ class CycleConfig(dg.ConfigurableResource):
     episodes_per_env: int = 50
     seed_secret: str = DEMO_SEED_SECRET
     pareto_temperature: float = 1.0
+    cycle_timeout_seconds: int = 7200
 
     def seeds(self, block_hash: str, env_id: str, count: int) -> list[int]:
         return episode_seeds(self.seed_secret, block_hash, env_id, count)
@@ -162,7 +163,8 @@ def cycle_configuration(env_ids: Sequence[str], cycle_config: CycleConfig, evalu
         eval_interval_blocks=cycle_config.eval_interval_blocks, max_timesteps=evaluator.max_timesteps,
         action_timeout=evaluator.action_timeout_s, eval_timeout=evaluator.eval_timeout_s,
         use_images=evaluator.use_images, privileged_state=evaluator.privileged_state,
-        pareto_temperature=cycle_config.pareto_temperature, code_version=code_version(),
+        pareto_temperature=cycle_config.pareto_temperature, cycle_timeout_seconds=cycle_config.cycle_timeout_seconds,
+        code_version=code_version(),
     )
 
 
@@ -204,7 +206,7 @@ def build_resources(
         "cycle_config": CycleConfig(
             eval_interval_blocks=scheduler.interval_blocks, episodes_per_env=scheduler.episodes_per_env,
             seed_secret=_secret("KINITRO_SEED_SECRET", DEMO_SEED_SECRET),
-            pareto_temperature=scheduler.pareto_temperature,
+            pareto_temperature=scheduler.pareto_temperature, cycle_timeout_seconds=scheduler.cycle_timeout_seconds,
         ),
         "evaluator": Evaluator(
             eval_mode=executor.eval_mode, max_timesteps=executor.max_timesteps,

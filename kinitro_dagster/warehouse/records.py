@@ -39,6 +39,7 @@ class CycleConfiguration:
     use_images: bool
     privileged_state: bool
     pareto_temperature: float
+    cycle_timeout_seconds: int
     code_version: str
 
     def to_json(self) -> dict[str, object]:
