@@ -13,6 +13,7 @@ valid name, and refuses a guide setting that has no meaning here with what to us
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -255,3 +256,19 @@ def forwarded_variables(environ: Mapping[str, str] | None = None) -> list[str]:
         var for var in environ
         if (var.startswith(PREFIX) and not var.startswith(TEST_PREFIX)) or var.startswith("DAGSTER_PG_") or var in exact
     )
+
+
+SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "DATABASE_URL")
+
+
+def masked(name: str, value: str) -> str:
+    """`value`, or for a secret (a URL may hold a password) a digest that proves which value it is."""
+    if value and any(marker in name for marker in SECRET_MARKERS):
+        return f"sha256:{hashlib.sha256(value.encode()).hexdigest()[:16]}"
+    return value
+
+
+def describe_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every KINITRO_* variable of this process, secrets masked: what a run shows it was given."""
+    environ = os.environ if environ is None else environ
+    return {name: masked(name, environ[name]) for name in sorted(environ) if name.startswith(PREFIX)}

@@ -19,6 +19,7 @@ from kinitro_dagster.defs.resources import (
 )
 from kinitro_dagster.logs import EXECUTOR_LOGGERS, PACKAGE_LOGGER
 from kinitro_dagster.miners.hub import SnapshotFetchError
+from kinitro_dagster.settings import describe_environment
 from kinitro_dagster.sim.partition import PolicyUnderTest, failed_episodes
 from kinitro_dagster.warehouse.records import CommitmentStatus, EpisodeRecord
 
@@ -108,6 +109,7 @@ def _process_settings() -> dict[str, object]:
         "log_level": logging.getLevelName(logging.getLogger(PACKAGE_LOGGER).getEffectiveLevel()),
         "executor_log_level": logging.getLevelName(logging.getLogger(EXECUTOR_LOGGERS[0]).getEffectiveLevel()),
         "memory_limit_bytes": int(limit) if limit and limit.isdigit() else limit,
+        "environment": describe_environment(),
     }
 
 

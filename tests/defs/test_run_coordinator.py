@@ -75,6 +75,8 @@ def test_automation_queues_episode_runs_tagged_with_their_env_family(production_
         assert run.status == dg.DagsterRunStatus.QUEUED
         assert run.tags["dagster/sensor_name"] == "cycle_automation"
         assert run.tags[ENV_FAMILY_TAG] == env_family(ENABLED_ENV_IDS[0]) == "metaworld"
+        # KINITRO_SCHEDULER_CYCLE_TIMEOUT_SECONDS (default) as each run's max runtime: run monitoring enforces it.
+        assert run.tags["dagster/max_runtime"] == "7200"
 
     # Scoring follows once every env partition is in; its run is not an episode run: no family.
     # (The episode runs are not executed here: they leave the queue and their materializations land.)

@@ -18,6 +18,8 @@ makes them; CI runs it) and PostgreSQL. FAILS rather than skips when they are mi
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -96,6 +98,16 @@ def eval_mode(request) -> str:
 @pytest.fixture
 def stack(evaluator_image, eval_mode, databases, postgres_admin_url, tmp_path, monkeypatch) -> Iterator[dict]:
     """The production processes on this host: code server (gRPC) and daemon, on PostgreSQL."""
+    with _production_stack(evaluator_image, databases, postgres_admin_url, tmp_path, monkeypatch,
+                           {"KINITRO_EXECUTOR_EVAL_MODE": eval_mode}) as running:
+        yield {**running, "eval_mode": eval_mode}
+
+
+@contextlib.contextmanager
+def _production_stack(evaluator_image: str, databases: tuple[str, str], postgres_admin_url: str, tmp_path: Path,
+                      monkeypatch, settings: dict[str, str]) -> Iterator[dict]:
+    """Code server and daemon as production runs them, with the daemon's environment being what
+    deploy/.env.example sets for this host, updated with `settings`."""
     from sqlalchemy import make_url
 
     from kinitro_dagster.demo import publish_demo_chain
@@ -117,8 +129,10 @@ def stack(evaluator_image, eval_mode, databases, postgres_admin_url, tmp_path, m
         "KINITRO_SCHEDULER_ENV_IDS": os.environ["KINITRO_SCHEDULER_ENV_IDS"],
         "KINITRO_SCHEDULER_EPISODES_PER_ENV": str(EPISODES), "KINITRO_SCHEDULER_EVAL_INTERVAL_SECONDS": "1200",
         "KINITRO_SCHEDULER_CHAIN": "file", "KINITRO_SCHEDULER_NETWORK": "finney", "KINITRO_SCHEDULER_NETUID": "1",
-        "KINITRO_SEED_SECRET": "integration-test-secret", "KINITRO_EXECUTOR_EVAL_MODE": eval_mode,
+        "KINITRO_SEED_SECRET": "integration-test-secret",
         "KINITRO_EXECUTOR_MAX_TIMESTEPS": "150", "KINITRO_EXECUTOR_USE_IMAGES": "false",
+        # The demo track: the demo miners are scripted experts reading MetaWorld's state.
+        "KINITRO_EXECUTOR_PRIVILEGED_STATE": "true",
         "KINITRO_EXECUTOR_MINER_HF_TOKEN": "", "KINITRO_EXECUTOR_MINER_DEPLOYMENT_IMAGE": MINER_IMAGE,
         "KINITRO_EXECUTOR_MINER_DEPLOYMENT_CPU": "1", "KINITRO_EXECUTOR_MINER_DEPLOYMENT_MEMORY": "2Gi",
         "KINITRO_EXECUTOR_MINER_DEPLOYMENT_TTL_SECONDS": "600",
@@ -126,6 +140,7 @@ def stack(evaluator_image, eval_mode, databases, postgres_admin_url, tmp_path, m
         # Left empty as in .env.example: the run containers fall back to their defaults.
         "KINITRO_EXECUTOR_MAX_WORKERS": "", "KINITRO_EXECUTOR_MINERS_PER_WORKER": "",
         "KINITRO_STATE_DIR": str(state), "HF_HUB_OFFLINE": "1",
+        **settings,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -142,7 +157,7 @@ def stack(evaluator_image, eval_mode, databases, postgres_admin_url, tmp_path, m
             [str(BIN / "dagster-daemon"), "run", "-w", str(home / "workspace.yaml")], cwd=home,
             env=os.environ.copy(), stdout=logs["daemon"], stderr=subprocess.STDOUT, start_new_session=True,
         ))
-        yield {"home": home, "warehouse_url": warehouse_url, "logs": tmp_path, "eval_mode": eval_mode}
+        yield {"home": home, "warehouse_url": warehouse_url, "logs": tmp_path, "environment": env}
     finally:
         for process in reversed(processes):
             if process.poll() is None:
@@ -304,3 +319,127 @@ def _kill_mid_partition(instance, runs, env_key: str, *, once_policies_run: bool
             assert result.returncode == 0, result.stderr
             return run.run_id
     return None
+
+
+# Every guide setting a run can act on, at a value other than its default (the refused ones are
+# refused at start-up: tests/test_settings.py). Local eval mode keeps this run short; the
+# docker-mode settings still reach the run and are reported by it.
+GUIDE_SETTINGS = {
+    "KINITRO_SCHEDULER_EVAL_INTERVAL_SECONDS": "1800",
+    "KINITRO_SCHEDULER_EPISODES_PER_ENV": "3",
+    "KINITRO_SCHEDULER_PARETO_TEMPERATURE": "2.5",
+    "KINITRO_SCHEDULER_CYCLE_TIMEOUT_SECONDS": "5400",
+    "KINITRO_SCHEDULER_LOG_LEVEL": "DEBUG",
+    "KINITRO_SCHEDULER_NETWORK": "test",
+    "KINITRO_SCHEDULER_NETUID": "7",
+    "KINITRO_SEED_SECRET": "every-setting-test-secret",
+    "KINITRO_EXECUTOR_EVAL_MODE": "local",
+    "KINITRO_EXECUTOR_MAX_TIMESTEPS": "120",
+    "KINITRO_EXECUTOR_ACTION_TIMEOUT": "0.75",
+    "KINITRO_EXECUTOR_EVAL_TIMEOUT": "250",
+    "KINITRO_EXECUTOR_USE_IMAGES": "false",
+    "KINITRO_EXECUTOR_PRIVILEGED_STATE": "true",
+    "KINITRO_EXECUTOR_LOG_LEVEL": "WARNING",
+    "KINITRO_EXECUTOR_MAX_WORKERS": "1",
+    "KINITRO_EXECUTOR_MINERS_PER_WORKER": "2",
+    "KINITRO_BACKEND_EVAL_MEM_LIMIT": "3g",
+    "KINITRO_EXECUTOR_BATCH_SIZE": "1",
+    "KINITRO_EXECUTOR_POLL_INTERVAL_SECONDS": "2",
+    "KINITRO_EXECUTOR_EXECUTOR_ID": "it-executor-7",
+    "KINITRO_EXECUTOR_API_URL": "http://127.0.0.1:18000",
+    "KINITRO_EXECUTOR_MINER_HF_TOKEN": "hf_not_a_real_token",
+    "KINITRO_EXECUTOR_MINER_DEPLOYMENT_IMAGE": "kinitro/miner-runner:v1",
+    "KINITRO_EXECUTOR_MINER_DEPLOYMENT_TTL_SECONDS": "420",
+    "KINITRO_EXECUTOR_MINER_DEPLOYMENT_WARMUP_TIMEOUT": "90",
+    "KINITRO_EXECUTOR_MINER_DEPLOYMENT_CPU": "0.5",
+    "KINITRO_EXECUTOR_MINER_DEPLOYMENT_MEMORY": "1536Mi",
+    "KINITRO_API_HOST": "127.0.0.1",
+    "KINITRO_API_PORT": "18000",
+    "KINITRO_API_LOG_LEVEL": "WARNING",
+}
+
+
+def _materializations(instance, asset: str) -> list:
+    import dagster as dg
+
+    result = instance.fetch_materializations(dg.AssetKey(asset), limit=100)
+    return [record.asset_materialization for record in result.records]
+
+
+def test_every_guide_setting_reaches_the_runs_that_use_it(evaluator_image, databases, postgres_admin_url,
+                                                          tmp_path, monkeypatch):
+    """The daemon has every guide setting at a non-default value; the sensor opens a cycle, the
+    queue launches its runs into containers (DockerRunLauncher), and each run saw each value."""
+    import dagster as dg
+
+    from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS
+    from kinitro_dagster.settings import masked
+    from kinitro_dagster.sim.seeds import episode_seeds
+    from kinitro_dagster.warehouse.store import Warehouse
+
+    family_image = f"{evaluator_image}-metaworld"  # a second tag: KINITRO_EXECUTOR_EVAL_IMAGES picks it
+    assert _docker("tag", evaluator_image, family_image).returncode == 0
+    settings = {**GUIDE_SETTINGS, "KINITRO_EXECUTOR_EVAL_IMAGES": json.dumps({"metaworld": family_image})}
+    with _production_stack(evaluator_image, databases, postgres_admin_url, tmp_path, monkeypatch, settings) as stack:
+        store = Warehouse(stack["warehouse_url"])
+        started, most_in_flight, cycle = time.monotonic(), 0, None
+        with dg.DagsterInstance.from_config(str(stack["home"])) as instance:
+            while time.monotonic() - started < CYCLE_DEADLINE_S:
+                runs = _runs(instance)
+                in_flight = [r for r in runs if r.status.value in ("STARTING", "STARTED")]
+                most_in_flight = max(most_in_flight, len(in_flight))
+                cycles = instance.get_dynamic_partitions("cycles")
+                cycle = cycles[0] if cycles else None
+                if cycle and store.weights_for_cycle(cycle) is not None and all(r.is_finished for r in runs):
+                    break
+                time.sleep(0.3)
+            else:
+                pytest.fail(f"no weights within {CYCLE_DEADLINE_S} s\n{_log_tail(stack)}", pytrace=False)
+            runs = _runs(instance)
+            commitments = _materializations(instance, "miner_commitments")
+            episode_materializations = _materializations(instance, "episode_results")
+
+        daemon_env = stack["environment"]
+        # The queue: KINITRO_EXECUTOR_BATCH_SIZE=1 runs at a time; every run tagged with the executor
+        # id and the cycle timeout as its max runtime; episode runs in the env family's image.
+        assert most_in_flight == 1, most_in_flight
+        assert all(r.tags.get("kinitro/executor_id") == "it-executor-7" for r in runs), [r.tags for r in runs]
+        assert all(r.tags.get("dagster/max_runtime") == "5400" for r in runs), [r.tags for r in runs]
+        episode_runs = [r for r in runs if "dagster/partition/env" in r.tags]
+        assert len(episode_runs) == len(ENABLED_ENV_IDS)
+        assert {r.tags["docker/image"] for r in episode_runs} == {family_image}
+        assert {r.tags["docker/image"] for r in runs if r not in episode_runs} == {evaluator_image}
+
+        # The cycle recorded the scheduler's and the executor's episode settings (by the commitments
+        # run, in its container), and every episode run played with them.
+        recorded = store.get_cycle(cycle).config
+        assert (recorded.episodes_per_env, recorded.eval_interval_blocks, recorded.pareto_temperature,
+                recorded.cycle_timeout_seconds, recorded.max_timesteps, recorded.action_timeout,
+                recorded.eval_timeout, recorded.use_images, recorded.privileged_state) == (
+                3, 150, 2.5, 5400, 120, 0.75, 250.0, False, True)
+        assert list(recorded.env_ids) == list(ENABLED_ENV_IDS)
+        assert commitments[0].metadata["configuration"].data == recorded.to_json()
+        block_hash = store.get_cycle(cycle).block_hash
+        for env_id, rows in store.episodes_by_env(cycle).items():
+            assert len(rows) == MINERS_EVALUATED * 3 and max(r.steps for r in rows) <= 120, env_id
+            # Seeds derive from the operator's secret: the run had KINITRO_SEED_SECRET.
+            seeds = episode_seeds(GUIDE_SETTINGS["KINITRO_SEED_SECRET"], block_hash, env_id, 3)
+            assert sorted({r.seed for r in rows}) == sorted(set(seeds)), env_id
+            assert not [r.error for r in rows if r.error_kind], env_id  # expert, privileged state: no errors
+
+        # Each episode run container had every KINITRO_* variable the daemon has (secrets by digest)
+        # and acted on the host settings: workers, deployments, log levels, its memory limit.
+        expected_env = {k: masked(k, v) for k, v in daemon_env.items() if k.startswith("KINITRO_")}
+        for materialization in episode_materializations:
+            run_settings = materialization.metadata["run settings"].data
+            assert expected_env.items() <= run_settings["environment"].items(), (expected_env, run_settings)
+            assert run_settings["memory_limit_bytes"] == 3 * 1024**3
+            assert (run_settings["log_level"], run_settings["executor_log_level"]) == ("DEBUG", "WARNING")
+            assert {k: run_settings[k] for k in ("eval_mode", "max_workers", "miners_per_worker",
+                                                  "miner_deployment_ttl_seconds", "miner_deployment_warmup_timeout",
+                                                  "miner_deployment_cpu", "miner_deployment_memory")} == {
+                "eval_mode": "local", "max_workers": 1, "miners_per_worker": 2, "miner_deployment_ttl_seconds": 420.0,
+                "miner_deployment_warmup_timeout": 90.0, "miner_deployment_cpu": 0.5,
+                "miner_deployment_memory": "1536Mi"}
+            assert materialization.metadata["episode settings"].data["action_timeout"] == 0.75
+        store.dispose()
