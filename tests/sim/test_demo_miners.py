@@ -93,7 +93,9 @@ class _EnvIdOnly:
 
 @pytest.mark.parametrize("env_id", ["metaworld/button-press-v3", "metaworld/peg-insert-v3"])
 @pytest.mark.parametrize("task_config", ["full", "env_id_only"])
-def test_scripted_expert_solves_the_renamed_kinitro_envs(servers: dict[str, str], env_id: str, task_config: str):
+def test_scripted_expert_solves_the_renamed_kinitro_envs(
+    servers: dict[str, str], env_id: str, task_config: str
+) -> None:
     # MetaWorld's own `button-press-v3` is another task (the button from the side): an expert for
     # it fails here, so success shows the miner picked button-press-topdown-v3's expert.
     with MetaWorldEnv(env_id, STATE_ONLY) as env:
