@@ -11,12 +11,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import metaworld
 import mujoco
 import numpy as np
 import pytest
 
 from kinitro_dagster.sim.base import OBSERVATION_KEYS, EnvConfig, PolicyAction, make_env
 from kinitro_dagster.sim.metaworld import METAWORLD_HAND_STEP_M, MetaWorldEnv
+from kinitro_dagster.sim.registry import validate_env_id
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -251,6 +253,25 @@ def test_task_config_names_the_task_and_carries_no_seed(reach_state_only: MetaWo
     assert config == {"env_id": "metaworld/reach-v3", "env_name": "metaworld", "task_name": "reach-v3",
                       "task_id": config["task_id"]}  # fmt: skip
     assert isinstance(config["task_id"], int) and "seed" not in config
+
+
+@pytest.mark.parametrize(
+    ("env_id", "task"),
+    [("metaworld/button-press-v3", "button-press-topdown-v3"), ("metaworld/peg-insert-v3", "peg-insert-side-v3"),
+     ("metaworld/button-press-topdown-v3", "button-press-topdown-v3")],  # an old id: an alias
+)  # fmt: skip
+def test_kinitro_ids_build_the_metaworld_task_kinitro_plays(env_id: str, task: str) -> None:
+    with make_env(env_id, EnvConfig(use_images=False, privileged_state=True)) as env:
+        obs = env.reset(seed=3)
+        result = env.step(STILL)
+        config = env.task_config()
+        sawyer = env._env  # the MetaWorld env underneath
+
+    tasks = metaworld.env_dict.ALL_V3_ENVIRONMENTS
+    assert [name for name, cls in tasks.items() if isinstance(sawyer, cls)] == [task]
+    assert config["task_name"] == task and config["env_id"] == env.env_id == validate_env_id(env_id)
+    assert config["task_id"] == list(tasks).index(task)
+    assert len(obs["extra"]["state"]) == 39 and not result.done
 
 
 def test_make_env_builds_metaworld_and_names_known_ids_for_unknown_ones() -> None:

@@ -23,6 +23,15 @@ def test_env_list_shows_every_env_with_family_and_availability() -> None:
     for env_id in ENV_IDS:
         assert any(line.startswith(env_id) and "metaworld" in line and "yes" in line
                    for line in result.output.splitlines()), env_id  # fmt: skip
+    assert "metaworld/button-press-v3" in result.output and "topdown" not in result.output  # Kinitro's ids
+
+
+def test_env_test_takes_an_old_id_and_plays_its_kinitro_env() -> None:
+    args = ["env", "test", "metaworld/peg-insert-side-v3", "--policy", str(MINERS / "random_policy"),
+            "--no-images", "--max-steps", "2"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("metaworld/peg-insert-v3: 1 episode(s)")
 
 
 def test_env_test_plays_episodes_over_http_and_saves_frames(tmp_path: Path) -> None:

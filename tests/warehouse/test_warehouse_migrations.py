@@ -187,13 +187,11 @@ def _write_rows_with_old_env_ids(store: Warehouse) -> None:
 
 
 def _stored_env_ids(store: Warehouse) -> tuple[list, list, list]:
+    e, s, p = _episodes_0001.c, _scores_0001.c, _pareto_0001.c
     with store.engine.connect() as conn:
-        episodes = conn.execute(sa.select(_episodes_0001.c.cycle_key, _episodes_0001.c.env_id).order_by(
-            _episodes_0001.c.cycle_key, _episodes_0001.c.env_id)).all()  # fmt: skip
-        scores = conn.execute(sa.select(_scores_0001.c.cycle_key, _scores_0001.c.env_id).order_by(
-            _scores_0001.c.cycle_key, _scores_0001.c.env_id)).all()  # fmt: skip
-        pareto = conn.execute(sa.select(_pareto_0001.c.cycle_key, _pareto_0001.c.uid, _pareto_0001.c.thresholds).order_by(
-            _pareto_0001.c.cycle_key, _pareto_0001.c.uid)).all()  # fmt: skip
+        episodes = conn.execute(sa.select(e.cycle_key, e.env_id).order_by(e.cycle_key, e.env_id)).all()
+        scores = conn.execute(sa.select(s.cycle_key, s.env_id).order_by(s.cycle_key, s.env_id)).all()
+        pareto = conn.execute(sa.select(p.cycle_key, p.uid, p.thresholds).order_by(p.cycle_key, p.uid)).all()
     return [tuple(r) for r in episodes], [tuple(r) for r in scores], [tuple(r) for r in pareto]
 
 

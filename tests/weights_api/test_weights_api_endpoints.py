@@ -15,7 +15,7 @@ from warehouse_factories import (
     make_weights,
 )
 
-from kinitro_dagster.settings import ApiSettings
+from kinitro_dagster.settings import ApiSettings, SchedulerSettings
 from kinitro_dagster.warehouse import Warehouse
 from kinitro_dagster.warehouse.records import CommitmentStatus, CycleStatus
 from weights_api.app import create_app
@@ -247,6 +247,26 @@ def test_environments_carry_latest_cycle_statistics(warehouse: Warehouse, client
         "avg_success_rate": pytest.approx(0.3),
     }
     assert by_id["metaworld/pick-place-v3"]["n_evaluations"] == 0
+
+
+def test_environments_and_status_publish_kinitros_ids_when_configured_with_old_ones(
+    warehouse: Warehouse, database_url: str
+) -> None:
+    old_ids = ["metaworld/button-press-topdown-v3", REACH, "metaworld/peg-insert-side-v3", "metaworld/button-press-v3"]
+    scheduler = SchedulerSettings(database_url=database_url, env_ids=old_ids)
+    app = create_app(ApiSettings(database_url=database_url), scheduler=scheduler, warehouse=warehouse)
+
+    with TestClient(app) as client:
+        environments = client.get("/v1/environments").json()["environments"]
+        status = client.get("/v1/status").json()
+
+    kinitro_ids = ["metaworld/button-press-v3", REACH, "metaworld/peg-insert-v3"]
+    assert [(e["env_id"], e["task_name"]) for e in environments] == [
+        ("metaworld/button-press-v3", "button-press-topdown-v3"),
+        (REACH, "reach-v3"),
+        ("metaworld/peg-insert-v3", "peg-insert-side-v3"),
+    ]
+    assert status["environments_enabled"] == kinitro_ids
 
 
 def test_status_uses_the_latest_cycle_without_a_chain_head(warehouse: Warehouse, client: TestClient) -> None:

@@ -62,7 +62,11 @@ def _rename_threshold_keys(bind: sa.Connection, renames: dict[str, str]) -> None
     for cycle_key in cycle_keys:
         rows = bind.execute(sa.select(p.c.uid, p.c.thresholds).where(p.c.cycle_key == cycle_key, mentions)).all()
         changed = [
-            {"b_cycle_key": cycle_key, "b_uid": uid, "b_thresholds": {renames.get(k, k): v for k, v in thresholds.items()}}
+            {
+                "b_cycle_key": cycle_key,
+                "b_uid": uid,
+                "b_thresholds": {renames.get(k, k): v for k, v in thresholds.items()},
+            }
             for uid, thresholds in rows
             if isinstance(thresholds, dict) and renames.keys() & thresholds.keys()
         ]
