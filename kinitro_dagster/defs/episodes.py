@@ -103,8 +103,9 @@ def episode_results(
 
 def _process_settings() -> dict[str, object]:
     """Log levels in effect and the memory limit of the container this run executes in."""
-    memory_max = Path("/sys/fs/cgroup/memory.max")
-    limit = memory_max.read_text().strip() if memory_max.is_file() else None
+    # cgroup v2, else v1 (where "no limit" is a huge number rather than "max").
+    files = [Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")]
+    limit = next((f.read_text().strip() for f in files if f.is_file()), None)
     return {
         "log_level": logging.getLevelName(logging.getLogger(PACKAGE_LOGGER).getEffectiveLevel()),
         "executor_log_level": logging.getLevelName(logging.getLogger(EXECUTOR_LOGGERS[0]).getEffectiveLevel()),

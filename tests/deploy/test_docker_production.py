@@ -371,6 +371,7 @@ def test_every_guide_setting_reaches_the_runs_that_use_it(evaluator_image, datab
     """The daemon has every guide setting at a non-default value; the sensor opens a cycle, the
     queue launches its runs into containers (DockerRunLauncher), and each run saw each value."""
     import dagster as dg
+    from dagster._core.storage.tags import DOCKER_IMAGE_TAG
 
     from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS
     from kinitro_dagster.settings import masked
@@ -407,8 +408,8 @@ def test_every_guide_setting_reaches_the_runs_that_use_it(evaluator_image, datab
         assert all(r.tags.get("dagster/max_runtime") == "5400" for r in runs), [r.tags for r in runs]
         episode_runs = [r for r in runs if "dagster/partition/env" in r.tags]
         assert len(episode_runs) == len(ENABLED_ENV_IDS)
-        assert {r.tags["docker/image"] for r in episode_runs} == {family_image}
-        assert {r.tags["docker/image"] for r in runs if r not in episode_runs} == {evaluator_image}
+        assert {r.tags[DOCKER_IMAGE_TAG] for r in episode_runs} == {family_image}
+        assert {r.tags[DOCKER_IMAGE_TAG] for r in runs if r not in episode_runs} == {evaluator_image}
 
         # The cycle recorded the scheduler's and the executor's episode settings (by the commitments
         # run, in its container), and every episode run played with them.
