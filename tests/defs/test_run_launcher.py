@@ -65,3 +65,19 @@ def test_every_run_gets_the_cycle_timeout_as_max_runtime_and_the_executor_id() -
     assert tags == {"dagster/max_runtime": "5400", EXECUTOR_ID_TAG: "exec-a"}
     # A run launched with its own max runtime keeps it; no executor id, no tag.
     assert settings_tags({"dagster/max_runtime": "60"}, ExecutorSettings(), scheduler) == {}
+
+
+def test_the_embedded_instance_queues_through_the_same_coordinator(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    import dagster as dg
+
+    from kinitro_dagster.demo import DAGSTER_YAML
+
+    shutil.copy(DAGSTER_YAML, tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert isinstance(instance.run_coordinator, EnvFamilyRunCoordinator)
+        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 2
+    monkeypatch.setenv("KINITRO_EXECUTOR_BATCH_SIZE", "1")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 1
