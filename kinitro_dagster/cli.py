@@ -253,6 +253,7 @@ def scheduler(
     settings, _ = _checked_settings(_apply_flags("KINITRO_SCHEDULER_", given, _SCHEDULER_FLAGS))  # fmt: skip
     home = _dagster_home(dagster_home)
     os.environ["DAGSTER_HOME"] = str(home)
+    _open_instance(home)
     workspace = (workspace or REPO_ROOT / "workspace.yaml").resolve()
     logs = (settings.log_level, settings.json_logs)
     services = [Service("dagster-daemon", [_bin("dagster-daemon"), "run", "-w", str(workspace), *_log_args(*logs)])]
@@ -281,6 +282,20 @@ def _dagster_home(given: Path | None) -> Path:
         click.echo(f"warning: no dagster.yaml in DAGSTER_HOME {home}: Dagster's defaults apply (SQLite storage "
                    "there, runs launched as local subprocesses, no run queue limits)", err=True)  # fmt: skip
     return home
+
+
+def _open_instance(home: Path) -> None:
+    """Open the instance once before its servers start: a fresh SQLite instance creates its tables on
+    first open, and a daemon and a webserver doing that at once leave it with two schema heads."""
+    import dagster as dg
+
+    try:
+        with dg.DagsterInstance.get():
+            pass
+    except Exception as exc:  # any failure to open it (YAML, storage, server) is one line here
+        first = (str(exc).strip().splitlines() or [""])[0]
+        problem = f"{type(exc).__name__}: {first}"
+        raise click.ClickException(f"cannot open the Dagster instance in {home} (dagster.yaml): {problem}") from exc
 
 
 # The guide's executor flags that configure the run queue and the run launcher, which the daemon runs.
