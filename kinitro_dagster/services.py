@@ -7,7 +7,7 @@ Each service starts in its own session, so its process group holds the servers i
 turn (Dagster's webserver, daemon, code servers and run workers stay in their parent's group),
 and a terminal's Ctrl-C reaches only the supervisor, which decides what to stop:
 
-- SIGTERM or SIGINT: every group (and any group a descendant opened with its own session, such
+- SIGTERM, SIGINT or SIGHUP: every group (and any group a descendant opened with its own session, such
   as a local policy server) gets SIGTERM; what is still running after `stop_timeout_s` in total
   gets SIGKILL. A second signal while stopping kills at once. `supervise` then returns.
 - A service exits on its own: the others are stopped the same way and `ServiceExited` says which.
@@ -33,7 +33,9 @@ from pathlib import Path
 STOP_TIMEOUT_S = 8.0
 _POLL_S = 0.1
 _PROC = Path("/proc")
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP too: in their own sessions the services no longer get the terminal's hang-up themselves.
+# SIGINT and SIGHUP stay ignored where the caller ignores them (`nohup`, a script's `cmd &`).
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -78,17 +80,23 @@ def supervise(
     on_started: Callable[[], None] | None = None,
     echo: Callable[[str], None] = _stderr,
 ) -> None:
-    """Start `services` and block until SIGTERM/SIGINT (then stop them all and return) or until one
+    """Start `services` and block until SIGTERM/SIGINT/SIGHUP (then stop them all and return) or until one
     exits on its own (then stop the others and raise `ServiceExited`).
 
     Must run on the main thread (it installs the signal handlers, and restores them on return).
     """
     received: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
 
     def on_signal(signum: int, _frame: object) -> None:
-        received.append(signum)
+        if signum == signal.SIGTERM or previous[signum] != signal.SIG_IGN:
+            received.append(signum)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
+    # A handler even where the caller ignores the signal: unlike SIG_IGN it is not inherited through
+    # exec, so the services start with the default dispositions (`dagster dev` gives SIGTERM whatever
+    # SIGINT has: ignoring SIGINT would have it ignore SIGTERM too).
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, on_signal)
     running: list[tuple[Service, subprocess.Popen[bytes]]] = []
     exited: tuple[Service, int] | None = None
     try:
@@ -116,7 +124,7 @@ def supervise(
                 echo(f"{_signal_name(received[0])} received: stopping {', '.join(s.name for s, _ in running)}")
             stop([p for _, p in running], timeout_s=stop_timeout_s, hurry=lambda: len(received) > 1, echo=echo)
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
     if exited is not None and not received:
         service, returncode = exited
         raise ServiceExited(service.name, returncode, [s.name for s, _ in running if s is not service])

@@ -184,9 +184,14 @@ TREE = textwrap.dedent(f"""
 """)
 DEAF = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
 CRASH = "import sys, time; time.sleep(1); sys.exit(3)"
+# Exits at once if it was started with SIGINT ignored (what `dagster dev` would turn into ignoring SIGTERM).
+HEARS_SIGINT = ("import signal, sys, time\n"
+                "sys.exit(5) if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else time.sleep(600)")
 SUPERVISOR = textwrap.dedent("""
-    import json, sys
+    import json, os, signal, sys
     from kinitro_dagster.services import Service, ServiceError, supervise
+    if os.environ.get("IGNORE_SIGINT"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `nohup` does to SIGHUP, a script's `cmd &` to SIGINT
     services = [Service(name, [sys.executable, "-c", code]) for name, code in json.loads(sys.argv[1])]
     try:
         supervise(services, stop_timeout_s=float(sys.argv[2]), on_started=lambda: print("started", flush=True))
@@ -196,11 +201,11 @@ SUPERVISOR = textwrap.dedent("""
 """)
 
 
-def _supervisor(tmp_path: Path, services: list[tuple[str, str]], stop_timeout_s: float = 5.0):
+def _supervisor(tmp_path: Path, services: list[tuple[str, str]], stop_timeout_s: float = 5.0, **env: str):
     import json
 
     argv = [sys.executable, "-c", SUPERVISOR, json.dumps(services), str(stop_timeout_s)]
-    return _started(argv, dict(os.environ), tmp_path / "logs")
+    return _started(argv, {**os.environ, **env}, tmp_path / "logs")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -213,6 +218,17 @@ def test_a_signal_stops_every_process_the_services_started(tmp_path, sig):
     assert err.strip() == f"{sig.name} received: stopping tree, sleeper"
     assert (tmp_path / "logs" / "out").read_text().split() == ["started", "stopped"]
     assert took < 3.0
+
+
+def test_an_ignored_sigint_stays_ignored_and_is_not_passed_on_to_the_services(tmp_path):
+    with _supervisor(tmp_path, [("listener", HEARS_SIGINT)], IGNORE_SIGINT="1") as process:
+        seen = _wait_for_tree(process.pid, 2)
+        time.sleep(1.0)  # the listener has looked at its SIGINT disposition by now
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert process.poll() is None and len(_tree(process.pid)) == 2
+        _assert_stops(process, seen, signal.SIGTERM)
+    assert (tmp_path / "logs" / "err").read_text().strip() == "SIGTERM received: stopping listener"
 
 
 def test_a_service_that_ignores_sigterm_is_killed_after_the_stop_timeout(tmp_path):
@@ -327,6 +343,22 @@ def test_dev_stops_dagster_and_the_api_on_a_signal(tmp_path, service_env, sig):
     after = (logs / "out").read_text()[printed["out"] :]
     assert not _tracebacks(after), after[-3000:]
     assert after.rstrip().endswith("stopped")
+
+
+def test_dev_fails_in_one_line_and_stops_dagster_when_the_api_cannot_bind(tmp_path, service_env):
+    ui_port = _free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        api_port = taken.getsockname()[1]
+        argv = [str(BIN / "kinitro"), "dev", "--ui-port", str(ui_port), "--api-port", str(api_port)]
+        result = subprocess.run(argv, env=service_env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.rstrip().splitlines()[-1] == (
+        "Error: weights API exited with code 3 on its own; stopped dagster dev"  # uvicorn: 3 when it cannot bind
+    )
+    left = [p for p in _processes().values() if str(ui_port) in p.cmd and p.state not in "ZX"]
+    assert not left, left
 
 
 @pytest.mark.slow
