@@ -208,7 +208,7 @@ def _supervisor(tmp_path: Path, services: list[tuple[str, str]], stop_timeout_s:
     return _started(argv, {**os.environ, **env}, tmp_path / "logs")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_a_signal_stops_every_process_the_services_started(tmp_path, sig):
     with _supervisor(tmp_path, [("tree", TREE), ("sleeper", SLEEP)]) as process:
         seen = _wait_for_tree(process.pid, 5)  # supervisor, tree + 2 grandchildren, sleeper
@@ -241,6 +241,17 @@ def test_a_service_that_ignores_sigterm_is_killed_after_the_stop_timeout(tmp_pat
     assert "1 process group" in err and "killing (SIGKILL)" in err and "Traceback" not in err
 
 
+def test_a_second_signal_kills_at_once(tmp_path):
+    with _supervisor(tmp_path, [("deaf", DEAF)], stop_timeout_s=30.0) as process:
+        seen = _wait_for_tree(process.pid, 2)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        took = _assert_stops(process, seen, signal.SIGINT)
+    assert took < 2.0
+    assert "killing (SIGKILL)" in (tmp_path / "logs" / "err").read_text()
+
+
 def test_a_service_that_exits_on_its_own_stops_the_others_and_fails(tmp_path):
     with _supervisor(tmp_path, [("crasher", CRASH), ("tree", TREE)]) as process:
         seen = _wait_for_tree(process.pid, 5)
@@ -264,15 +275,19 @@ def test_a_command_that_cannot_start_is_one_error_and_stops_those_started():
 
 
 @pytest.fixture
-def clean_settings(monkeypatch, tmp_path):
-    """The commands write their flags into os.environ (their children inherit it): undo that after."""
+def clean_settings(tmp_path) -> Iterator[None]:
+    """No service flag variables set; and the commands write their flags into os.environ (their
+    children inherit it): all of that is undone after the test."""
+    from unittest import mock
+
     from kinitro_dagster.cli import _EXECUTOR_FLAGS, _SCHEDULER_FLAGS
 
     names = [f"KINITRO_SCHEDULER_{field.upper()}" for field in _SCHEDULER_FLAGS]
     names += [f"KINITRO_EXECUTOR_{field.upper()}" for field in _EXECUTOR_FLAGS]
-    for name in [*names, "DAGSTER_HOME"]:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KINITRO_STATE_DIR", str(tmp_path / "state"))
+    with mock.patch.dict(os.environ, {"KINITRO_STATE_DIR": str(tmp_path / "state")}):
+        for name in [*names, "DAGSTER_HOME"]:
+            os.environ.pop(name, None)
+        yield
 
 
 def test_scheduler_refuses_zero_episodes_in_one_line_naming_the_setting(clean_settings, tmp_path):
@@ -291,8 +306,8 @@ def test_scheduler_needs_dagster_home(clean_settings):
     assert "DAGSTER_HOME is not set" in result.output and "--dagster-home" in result.output
 
 
-def test_scheduler_refuses_a_misspelt_setting(clean_settings, monkeypatch, tmp_path):
-    monkeypatch.setenv("KINITRO_SCHEDULER_EPISODES_PER_ENVS", "3")
+def test_scheduler_refuses_a_misspelt_setting(clean_settings, tmp_path):
+    os.environ["KINITRO_SCHEDULER_EPISODES_PER_ENVS"] = "3"
     result = CliRunner().invoke(main, ["scheduler", "--dagster-home", str(tmp_path)])
     assert result.exit_code == 1
     assert result.output.strip() == (
