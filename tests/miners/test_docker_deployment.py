@@ -216,12 +216,13 @@ def uid_processes(uid: int) -> list[int]:
 @pytest.mark.docker
 @pytest.mark.slow
 def test_hub_snapshot_plays_an_episode_in_docker_mode_and_is_torn_down(docker_image, tmp_path):
-    from kinitro_dagster.defs.resources import Evaluator
+    from kinitro_dagster.defs.resources import CycleConfig, Evaluator, cycle_configuration
 
     policy = publish(MINERS / "random_policy", "alice/random", tmp_path / "hub")
     evaluator = Evaluator(eval_mode="docker", miner_image=docker_image, miner_ttl_s=0, miner_memory="1Gi",
                           max_timesteps=20, use_images=False, max_workers=1)  # fmt: skip
-    records = evaluator.evaluate(ENV_ID, [policy], seeds=[11])
+    cycle = cycle_configuration([ENV_ID], CycleConfig(), evaluator)  # what a cycle opened now records
+    records = evaluator.evaluate(ENV_ID, [policy], seeds=[11], cycle=cycle)
     assert [(r.uid, r.steps, r.error_kind) for r in records] == [(0, 20, None)]
     assert _our_containers() == []  # ttl 0: torn down at the end of the partition
 
