@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Accepts any case (`debug` as the flag does), stored upper-case for `logging`.
@@ -30,6 +30,7 @@ LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidat
 _EMPTY_IS_UNSET = BeforeValidator(lambda v: None if v == "" else v)
 OptionalCount = Annotated[Annotated[int, Field(ge=1)] | None, _EMPTY_IS_UNSET]
 OptionalText = Annotated[str | None, _EMPTY_IS_UNSET]
+_EMPTY_IS_ZERO = BeforeValidator(lambda v: 0 if v == "" else v)
 
 DEMO_SEED_SECRET = "kinitro-demo-secret-not-for-production"
 PREFIX = "KINITRO_"
@@ -180,12 +181,11 @@ class ExecutorSettings(BaseSettings):
     miner_basilica_api_token: OptionalText = _refused(
         "Basilica is not supported: set KINITRO_EXECUTOR_EVAL_MODE=docker (sandboxed containers on this "
         "host's dockerd)")
-    miner_deployment_gpu_count: OptionalText = _refused(
-        "GPU miner deployments are not implemented yet: policies run on the CPU; leave it unset",
-        allowed=("0",))
-    miner_deployment_min_gpu_memory_gb: OptionalText = _refused(
-        "GPU miner deployments are not implemented yet: policies run on the CPU; leave it unset",
-        allowed=("null",))
+    # Docker eval mode: each policy container gets this many NVIDIA GPUs (a Docker device request),
+    # each with at least this much memory; a host without them fails the deployment, never runs
+    # the policy on the CPU instead.
+    miner_deployment_gpu_count: Annotated[int, Field(ge=0), _EMPTY_IS_ZERO] = 0
+    miner_deployment_min_gpu_memory_gb: Annotated[float | None, Field(gt=0), _EMPTY_IS_UNSET] = None
 
     @field_validator("eval_mode", mode="before")
     @classmethod
@@ -193,6 +193,18 @@ class ExecutorSettings(BaseSettings):
         if str(value).lower() == "basilica":
             raise ValueError("eval mode 'basilica' is not supported: use docker (KINITRO_EXECUTOR_EVAL_MODE=docker)")
         return value
+
+    @model_validator(mode="after")
+    def _gpus_need_docker(self) -> ExecutorSettings:
+        wants_gpu = self.miner_deployment_gpu_count > 0 or self.miner_deployment_min_gpu_memory_gb is not None
+        if wants_gpu and self.eval_mode != "docker":
+            raise ValueError("GPU miner deployments (KINITRO_EXECUTOR_MINER_DEPLOYMENT_GPU_COUNT, "
+                             "_MIN_GPU_MEMORY_GB) need KINITRO_EXECUTOR_EVAL_MODE=docker: a local policy is not "
+                             "isolated and sees every GPU")
+        if self.miner_deployment_min_gpu_memory_gb is not None and self.miner_deployment_gpu_count == 0:
+            raise ValueError("KINITRO_EXECUTOR_MINER_DEPLOYMENT_MIN_GPU_MEMORY_GB is set but _GPU_COUNT is 0: "
+                             "set the GPU count too")
+        return self
 
 
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (ApiSettings, SchedulerSettings, ExecutorSettings)

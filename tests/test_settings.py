@@ -63,7 +63,6 @@ def test_a_misspelt_variable_names_the_nearest_valid_one() -> None:
     ("KINITRO_EXECUTOR_ENV_IDS", '["metaworld/reach-v3"]', "KINITRO_SCHEDULER_ENV_IDS"),
     ("KINITRO_EXECUTOR_EVAL_HOSTS", '["gpu-1", "gpu-2"]', "dagster-k8s"),
     ("KINITRO_EXECUTOR_MINER_DEPLOYMENT_ENABLED", "false", "deploys committed policies itself"),
-    ("KINITRO_EXECUTOR_MINER_DEPLOYMENT_GPU_COUNT", "1", "not implemented"),
 ])
 def test_a_guide_setting_without_meaning_here_is_refused_with_what_to_use(name, value, hint) -> None:
     assert name in refused_variables()
@@ -116,3 +115,12 @@ def test_an_unknown_variable_stops_start_up_with_its_name(service, tmp_path) -> 
         in result.stderr, result.stderr[-2000:]
     if service != "code location":
         assert "Traceback" not in result.stderr  # one line for the operator
+
+
+def test_gpu_deployments_need_docker_mode() -> None:
+    with pytest.raises(ValidationError, match=r"GPU_COUNT.*need KINITRO_EXECUTOR_EVAL_MODE=docker"):
+        ExecutorSettings(miner_deployment_gpu_count=1)
+    with pytest.raises(ValidationError, match=r"_MIN_GPU_MEMORY_GB is set but _GPU_COUNT is 0"):
+        ExecutorSettings(eval_mode="docker", miner_deployment_min_gpu_memory_gb=16)
+    settings = ExecutorSettings(eval_mode="docker", miner_deployment_gpu_count=2, miner_deployment_min_gpu_memory_gb=40)
+    assert (settings.miner_deployment_gpu_count, settings.miner_deployment_min_gpu_memory_gb) == (2, 40.0)

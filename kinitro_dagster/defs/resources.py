@@ -120,6 +120,8 @@ class Evaluator(dg.ConfigurableResource):
     miner_cpus: float = 1.0
     miner_memory: str = "4Gi"
     miner_ttl_s: float = 600.0
+    miner_gpu_count: int = 0
+    miner_min_gpu_memory_gb: float | None = None
 
 
     def docker_options(self) -> DockerOptions | None:
@@ -131,7 +133,8 @@ class Evaluator(dg.ConfigurableResource):
                 f"eval mode {self.eval_mode!r} is unknown; set KINITRO_EXECUTOR_EVAL_MODE to local or docker"
             )
         return DockerOptions(image=self.miner_image, cpus=self.miner_cpus, memory=self.miner_memory,
-                             ttl_s=self.miner_ttl_s, warmup_timeout_s=self.warmup_timeout_s)
+                             ttl_s=self.miner_ttl_s, warmup_timeout_s=self.warmup_timeout_s,
+                             gpu_count=self.miner_gpu_count, min_gpu_memory_gb=self.miner_min_gpu_memory_gb)
 
     def run_settings(self) -> dict[str, object]:
         """What this process deploys and runs with (not recorded per cycle: it is per host)."""
@@ -139,6 +142,7 @@ class Evaluator(dg.ConfigurableResource):
             "eval_mode": self.eval_mode, "max_workers": self.max_workers, "miners_per_worker": self.miners_per_worker,
             "miner_deployment_image": self.miner_image, "miner_deployment_cpu": self.miner_cpus,
             "miner_deployment_memory": self.miner_memory, "miner_deployment_ttl_seconds": self.miner_ttl_s,
+            "miner_deployment_gpu_count": self.miner_gpu_count,
             "miner_deployment_warmup_timeout": self.warmup_timeout_s,
         }
 
@@ -216,5 +220,7 @@ def build_resources(
             warmup_timeout_s=executor.miner_deployment_warmup_timeout, eval_timeout_s=executor.eval_timeout,
             miner_image=executor.miner_deployment_image, miner_cpus=executor.miner_deployment_cpu,
             miner_memory=executor.miner_deployment_memory, miner_ttl_s=executor.miner_deployment_ttl_seconds,
+            miner_gpu_count=executor.miner_deployment_gpu_count,
+            miner_min_gpu_memory_gb=executor.miner_deployment_min_gpu_memory_gb,
         ),
     }

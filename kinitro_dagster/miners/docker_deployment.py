@@ -42,6 +42,7 @@ import re
 import shutil
 import socket
 import stat
+import subprocess
 import tempfile
 import threading
 import time
@@ -99,6 +100,8 @@ class DockerOptions:
     tmp_size: str = "256Mi"  # the writable /tmp (counts against `memory`)
     ttl_s: float = 600.0  # a running deployment is reused for this long after it started; 0: never
     warmup_timeout_s: float = 300.0
+    gpu_count: int = 0  # NVIDIA GPUs per container (a Docker device request); 0: none
+    min_gpu_memory_gb: float | None = None  # each of them must have at least this much memory
 
 
 def parse_memory(text: str | int) -> int:
@@ -171,6 +174,7 @@ class DockerDeployment:
         if self._container is not None:
             raise RuntimeError(f"docker deployment of {self.snapshot_dir} is already started")
         client = docker_client()
+        require_gpus(self.options.gpu_count, self.options.min_gpu_memory_gb)
         mount_source, workdir = policy_mount(self.snapshot_dir)
         run_dir = Path(tempfile.mkdtemp(prefix="kinitro-policy-", dir=self.run_root or default_run_root()))
         socket_dir = run_dir / "s"  # 0777 so the container's user can bind; run_dir (0700) keeps others out
@@ -178,12 +182,13 @@ class DockerDeployment:
         socket_dir.chmod(0o777)
         self.socket_path = socket_dir / _SOCKET_NAME
         self._launched_at = time.monotonic()
+        name = self._container_name()
         try:
             self._container = client.containers.run(
                 self.options.image,
                 _SERVER_COMMAND,
                 detach=True,
-                name=self._container_name(),
+                name=name,
                 labels=self._labels(),
                 environment=self.env,
                 working_dir=workdir,
@@ -194,6 +199,10 @@ class DockerDeployment:
                 **sandbox_kwargs(self.options),
             )
         except Exception as error:
+            # `run` is create + start: a container the engine created but could not start (a
+            # device request it cannot serve, say) would stay behind.
+            with contextlib.suppress(Exception):
+                client.containers.get(name).remove(force=True)
             shutil.rmtree(run_dir, ignore_errors=True)
             self.socket_path = None
             raise self._launch_failure(error) from error
@@ -323,6 +332,13 @@ class DockerDeployment:
 
         if isinstance(error, ImageNotFound):
             return DockerSetupError(missing_image_message(self.options.image))
+        if self.options.gpu_count and "device driver" in str(error):
+            # dockerd has no driver for the GPU request: no NVIDIA Container Toolkit on this engine.
+            return DeploymentError(
+                f"cannot give {self._who()} {self.options.gpu_count} GPU(s) "
+                f"(KINITRO_EXECUTOR_MINER_DEPLOYMENT_GPU_COUNT={self.options.gpu_count}): this Docker engine has "
+                f"no NVIDIA runtime ({str(error).strip()}); install the NVIDIA Container Toolkit or set it to 0"
+            )
         return DeploymentError(f"cannot start a policy container for {self._who()}: {str(error).strip()}")
 
 
@@ -347,7 +363,43 @@ def sandbox_kwargs(options: DockerOptions) -> dict:
         "nano_cpus": int(options.cpus * 1e9),
         "ulimits": [Ulimit(name="nofile", soft=1024, hard=1024)],
         "log_config": LogConfig(type=LogConfig.types.NONE),  # the server logs to a file (_SERVER_COMMAND)
+        "device_requests": gpu_device_requests(options.gpu_count),
     }
+
+
+def gpu_device_requests(count: int) -> list:
+    """What `docker run --gpus N` sends: a request the engine hands to the NVIDIA runtime."""
+    from docker.types import DeviceRequest
+
+    return [DeviceRequest(count=count, capabilities=[["gpu"]])] if count else []
+
+
+def host_gpu_memory_gb() -> list[float]:
+    """Memory of each NVIDIA GPU this host has (nvidia-smi), [] where there is none or no driver."""
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                                capture_output=True, text=True, timeout=30)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if result.returncode != 0:
+        return []
+    return [float(line) / 1024 for line in result.stdout.split() if line.replace(".", "", 1).isdigit()]
+
+
+def require_gpus(count: int, min_memory_gb: float | None) -> None:
+    """Refuse a GPU deployment on a host without enough GPUs: never fall back to the CPU silently."""
+    if not count:
+        return
+    gpus = host_gpu_memory_gb()
+    fitting = [m for m in gpus if min_memory_gb is None or m >= min_memory_gb]
+    if len(fitting) >= count:
+        return
+    setting = f"KINITRO_EXECUTOR_MINER_DEPLOYMENT_GPU_COUNT={count}"
+    if min_memory_gb is not None:
+        setting += f" with _MIN_GPU_MEMORY_GB={min_memory_gb:g}"
+    found = (f"{len(gpus)} NVIDIA GPU(s), {len(fitting)} with enough memory" if gpus
+             else "no NVIDIA GPU (nvidia-smi finds none)")
+    raise DeploymentError(f"{setting}, but this host has {found}: run the evaluator on a GPU host or lower the setting")
 
 
 def policy_mount(snapshot_dir: Path) -> tuple[Path, str]:

@@ -482,3 +482,55 @@ def test_containers_of_a_gone_run_container_are_removed_and_of_a_running_one_kep
         if running.id in launched:
             launched[running.id].stop()
         running.remove(force=True)
+
+
+# -- GPUs ----------------------------------------------------------------------------------------
+
+
+def _fake_nvidia_smi(directory: Path, memory_mib: list[int]) -> Path:
+    """An `nvidia-smi` that answers the memory query like the real one, for a host without GPUs."""
+    script = directory / "nvidia-smi"
+    script.write_text("#!/bin/sh\n" + "".join(f"echo {m}\n" for m in memory_mib))
+    script.chmod(0o755)
+    return directory
+
+
+def test_gpu_count_becomes_the_device_request_docker_sends_for_gpus() -> None:
+    from kinitro_dagster.miners.docker_deployment import sandbox_kwargs
+
+    requests = sandbox_kwargs(DockerOptions(gpu_count=2))["device_requests"]
+    # `docker run --gpus 2` sends exactly this; the engine hands it to the NVIDIA runtime.
+    assert [dict(r) for r in requests] == [{"Driver": "", "Count": 2, "DeviceIDs": [], "Capabilities": [["gpu"]],
+                                            "Options": {}}]
+    assert sandbox_kwargs(DockerOptions())["device_requests"] == []
+
+
+def test_a_host_without_enough_gpus_refuses_naming_the_setting(tmp_path, monkeypatch) -> None:
+    from kinitro_dagster.miners.docker_deployment import require_gpus
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi at all, as on these machines
+    with pytest.raises(DeploymentError, match=r"KINITRO_EXECUTOR_MINER_DEPLOYMENT_GPU_COUNT=1, but this host has "
+                                              r"no NVIDIA GPU"):
+        require_gpus(1, None)
+    require_gpus(0, None)  # no GPU asked for: nothing to check
+    monkeypatch.setenv("PATH", str(_fake_nvidia_smi(tmp_path, [81920, 24576])))
+    require_gpus(2, None)
+    require_gpus(1, 40)
+    with pytest.raises(DeploymentError, match=r"GPU_COUNT=2 with _MIN_GPU_MEMORY_GB=40, but this host has "
+                                              r"2 NVIDIA GPU\(s\), 1 with enough memory"):
+        require_gpus(2, 40)
+
+
+@pytest.mark.docker
+def test_a_gpu_deployment_on_this_engine_fails_its_miner_with_the_reason(docker_image, tmp_path, monkeypatch):
+    policy = publish(MINERS / "random_policy", "alice/random", tmp_path / "hub")
+    # No GPU here: the deployment refuses before any container exists.
+    monkeypatch.setenv("PATH", f"{tmp_path / 'empty'}:/usr/bin:/bin")
+    with pytest.raises(DeploymentError, match="no NVIDIA GPU"):
+        DockerDeployment(policy.policy_dir, options=DockerOptions(image=docker_image, gpu_count=1)).launch()
+    # A host that claims a GPU but whose engine has no NVIDIA runtime: dockerd itself rejects the
+    # device request, and the miner's deployment fails with what to do.
+    monkeypatch.setenv("PATH", f"{_fake_nvidia_smi(tmp_path, [16384])}:/usr/bin:/bin")
+    with pytest.raises(DeploymentError, match=r"GPU_COUNT=1\): this Docker engine has no NVIDIA runtime"):
+        DockerDeployment(policy.policy_dir, options=DockerOptions(image=docker_image, gpu_count=1)).launch()
+    assert _our_containers() == []
