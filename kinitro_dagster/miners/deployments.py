@@ -39,6 +39,10 @@ _HEALTH_POLL_S = 0.05
 # Variables a miner's process must not see: the seed secret (seeds never reach miners, DESIGN §4),
 # the database URL and tokens. Anything starting with one of these prefixes is dropped.
 _WITHHELD_ENV_PREFIXES = ("KINITRO_", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "DAGSTER_", "AWS_", "PG")
+# Goes on every policy's PYTHONPATH: it holds a small `kinitro` package (kinitro.types,
+# kinitro.rl_interface) that Kinitro's miner template imports and does not ship (DESIGN §6).
+# Nothing in this process imports it; the miner-runner image carries a copy (build_runner_image).
+KINITRO_COMPAT_DIR = Path(__file__).resolve().parent / "compat"
 
 
 class DeploymentError(RuntimeError):
@@ -233,6 +237,10 @@ class LocalDeployment:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_WITHHELD_ENV_PREFIXES)}
         env["PYTHONUNBUFFERED"] = "1"  # the log file shows a crash's last words
         env.update(self.env)
+        # The policy's own modules first (a miner that ships its own `kinitro/` keeps it), then any
+        # path the caller set, then the `kinitro` compatibility package.
+        paths = [str(self.policy_dir), *env.get("PYTHONPATH", "").split(os.pathsep), str(KINITRO_COMPAT_DIR)]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         return env
 
     def _wait_healthy(self) -> None:

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kinitro_dagster.miners.deployments import DeploymentError, process_is_alive
+from kinitro_dagster.miners.deployments import KINITRO_COMPAT_DIR, DeploymentError, process_is_alive
 from kinitro_dagster.miners.policy_client import PolicyClient, PolicyError, unix_socket_url
 
 if TYPE_CHECKING:
@@ -753,6 +753,7 @@ RUNNER_DOCKERFILE_DIR = Path(__file__).resolve().parents[2] / "sim_images" / "mi
 LOCAL_BASE_IMAGE = "kinitro/base:trixie"  # sim_images/base/build-base.sh: for machines without a registry
 PUBLIC_BASE_IMAGE = "python:3.12-slim"
 _CA_BUNDLE_CANDIDATES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+RUNNER_COMPAT_CONTEXT_DIR = "kinitro-compat"  # KINITRO_COMPAT_DIR's copy in the build context
 
 
 def build_runner_image(
@@ -768,7 +769,8 @@ def build_runner_image(
     `base_image` None: the local `kinitro/base:trixie` when this docker host has it (no registry
     needed), else `python:3.12-slim`. The machine's CA bundle (`ca_bundle`, else PIP_CERT /
     REQUESTS_CA_BUNDLE / SSL_CERT_FILE / the Debian default) goes into the build context so pip can
-    reach PyPI through a TLS-intercepting proxy; the build uses the host's network.
+    reach PyPI through a TLS-intercepting proxy; the build uses the host's network. The `kinitro`
+    compatibility package (KINITRO_COMPAT_DIR) goes in as `kinitro-compat/`.
     """
     from docker.errors import APIError, BuildError, ImageNotFound
 
@@ -784,6 +786,9 @@ def build_runner_image(
     echo(f"building {tag} from {base_image} (MetaWorld + MuJoCo: {'yes' if with_metaworld else 'no'})")
     with tempfile.TemporaryDirectory(prefix="kinitro-build-") as context:
         shutil.copytree(RUNNER_DOCKERFILE_DIR, context, dirs_exist_ok=True)
+        # The `kinitro` compatibility package (the Dockerfile puts it on PYTHONPATH).
+        shutil.copytree(KINITRO_COMPAT_DIR, Path(context) / RUNNER_COMPAT_CONTEXT_DIR,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
         bundle = ca_bundle or _machine_ca_bundle()
         if bundle is not None:
             shutil.copyfile(bundle, Path(context) / "pip-ca.crt")
