@@ -62,7 +62,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -257,7 +257,7 @@ def _json_value(value: Any) -> Any:
 class KinitroEnv(gymnasium.Env[dict, Any]):
     """One of Kinitro's evaluation envs, episode for episode and bit for bit (see the module docstring)."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": _RENDER_FPS}  # noqa: RUF012 (Gymnasium's API)
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": _RENDER_FPS}
 
     def __init__(self, env_id: str, obs_format: str = "wire", render_mode: str | None = None, **knobs: Any) -> None:
         unknown = sorted(knobs.keys() - set(EVALUATOR_KNOBS))

@@ -281,3 +281,11 @@ def test_unknown_options_are_refused_naming_the_evaluators_knobs() -> None:
         KinitroEnv("metaworld/reach-v3", image_size=64)
     with pytest.raises(ValueError, match="obs_format"):
         KinitroEnv("metaworld/reach-v3", obs_format="pixels")
+
+
+def test_rgb_array_rendering_is_the_first_cameras_delivered_frame() -> None:
+    with gymnasium.make("kinitro/metaworld-reach-v3", max_steps=2, obs_format="arrays", render_mode="rgb_array") as env:
+        obs, _ = env.reset(seed=4)
+        assert np.array_equal(env.render(), obs["rgb"]["corner"])
+    with pytest.raises(ValueError, match="needs use_images=True"):
+        KinitroEnv("metaworld/reach-v3", use_images=False, render_mode="rgb_array")
