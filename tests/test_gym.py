@@ -23,7 +23,7 @@ from gymnasium.utils.env_checker import check_env
 from metaworld.policies import ENV_POLICY_MAP
 
 from kinitro_dagster.gym import GYM_IDS, KinitroEnv, decode_observation, gym_id
-from kinitro_dagster.miners.policy_client import _dumps, parse_action
+from kinitro_dagster.miners.policy_client import dump_observation, parse_action
 from kinitro_dagster.sim.base import EnvConfig, StepResult, make_env
 from kinitro_dagster.sim.metaworld import from_metaworld_action
 from kinitro_dagster.sim.registry import ENV_IDS, env_task_name
@@ -50,7 +50,7 @@ class RecordingClient:
         return "episode-0"
 
     def send_act(self, observation: dict) -> None:
-        self.sent.append(_dumps(observation))
+        self.sent.append(dump_observation(observation))
 
     def poll(self, *, block: bool = False) -> bool:
         return True
@@ -161,8 +161,8 @@ def test_gym_env_plays_the_evaluators_episode_and_sends_its_observations_bit_for
         assert record.steps == knobs["max_steps"]
 
     # Every observation the evaluator sent, byte for byte, and the last one it would have sent.
-    sent = [*client.sent, _dumps(results[-1].observation)]
-    assert [_dumps(obs) for obs in played["observations"]] == sent
+    sent = [*client.sent, dump_observation(results[-1].observation)]
+    assert [dump_observation(obs) for obs in played["observations"]] == sent
     assert played["observations"] == [json.loads(body) for body in sent]
     # Decoded, the arrays format is exactly the evaluator's pixels and numbers.
     for delivered, body in zip(arrays["observations"], sent, strict=True):

@@ -188,7 +188,7 @@ class PolicyClient:
         return episode_id if isinstance(episode_id, str) else None
 
     def send_act(self, observation: dict | bytes) -> None:
-        obs_bytes = observation if isinstance(observation, bytes) else _dumps(observation)
+        obs_bytes = observation if isinstance(observation, bytes) else dump_observation(observation)
         self._send(self._act_head(b'{"obs":' + obs_bytes + b"}"), "/act", self.act_timeout_s)
 
     def receive_action(self) -> PolicyAction:
@@ -463,7 +463,7 @@ def _post_head(path: str, host: str) -> Callable[[bytes], bytes]:
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
-def _dumps(observation: dict) -> bytes:
+def dump_observation(observation: dict) -> bytes:
     """Compact JSON of an observation; NaN or infinity anywhere is our bug (`evaluator_error`).
 
     orjson first (~5x the stdlib's speed on an observation, paid every step). It writes NaN and

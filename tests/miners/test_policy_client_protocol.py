@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kinitro_dagster.miners.deployments import LocalDeployment
-from kinitro_dagster.miners.policy_client import ErrorKind, PolicyClient, PolicyError, _dumps, unix_socket_url
+from kinitro_dagster.miners.policy_client import ErrorKind, PolicyClient, PolicyError, dump_observation, unix_socket_url
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
 TRIVIAL_TEMPLATE_POLICY = Path(__file__).resolve().parents[2] / "benchmarks" / "policies" / "trivial"
@@ -138,14 +138,14 @@ def test_https_urls_are_refused_with_a_clear_message():
 def test_observations_encode_as_the_stdlib_would_read_them():
     image = {"data": "bnVsbA==null+/AAAA", "shape": [2, 2, 3], "dtype": "uint8"}  # base64 may spell "null"
     observation = {**OBSERVATION, "rgb": {"corner": image}, "extra": {"state": [1e-5, -0.0, 1.5e300, 12]}}
-    assert json.loads(_dumps(observation)) == observation
-    assert json.loads(_dumps(OBSERVATION)) == OBSERVATION
+    assert json.loads(dump_observation(observation)) == observation
+    assert json.loads(dump_observation(OBSERVATION)) == OBSERVATION
     # A NumPy scalar (a float subclass orjson refuses) still encodes, through the stdlib.
-    assert json.loads(_dumps({"x": [np.float64(0.25)]})) == {"x": [0.25]}
+    assert json.loads(dump_observation({"x": [np.float64(0.25)]})) == {"x": [0.25]}
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_non_finite_observation_is_an_evaluator_error_not_a_null(bad: float):
     with pytest.raises(PolicyError) as raised:
-        _dumps({**OBSERVATION, "extra": {"state": [0.0, bad]}})
+        dump_observation({**OBSERVATION, "extra": {"state": [0.0, bad]}})
     assert raised.value.kind is ErrorKind.EVALUATOR_ERROR
