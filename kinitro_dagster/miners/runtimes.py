@@ -41,6 +41,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -63,7 +64,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from kinitro_dagster.miners.docker_deployment import parse_memory
+from kinitro_dagster.miners.docker_deployment import POLICY_UID, parse_memory
 
 logger = logging.getLogger(__name__)
 
@@ -204,10 +205,17 @@ def declared_requirements(policy_dir: Path) -> list[str]:
         lines += [("pyproject.toml [project].dependencies", d.strip()) for d in dependencies if d.strip()]
     declared: list[str] = []
     for where, text in lines:
-        normalized = str(_index_requirement(where, text))
+        normalized = normalized_requirement(_index_requirement(where, text))
         if normalized not in declared:
             declared.append(normalized)
     return declared
+
+
+def normalized_requirement(requirement: Requirement) -> str:
+    """One spelling per meaning (`CowSay == 6.1` and `cowsay==6.1` alike), so the reuse index matches."""
+    extras = f"[{','.join(sorted(canonicalize_name(e) for e in requirement.extras))}]" if requirement.extras else ""
+    marker = f"; {requirement.marker}" if requirement.marker is not None else ""
+    return f"{canonicalize_name(requirement.name)}{extras}{requirement.specifier}{marker}"
 
 
 def _read_text(path: Path) -> str:
@@ -269,7 +277,8 @@ def satisfied_by(declared: Iterable[str], installed: Mapping[str, str]) -> bool:
 
 def runner_base_set(path: Path = RUNNER_REQUIREMENTS) -> tuple[str, ...]:
     """The runner image's server packages (`sim_images/miner-runner/requirements.txt`): every runtime has them."""
-    return tuple(str(_index_requirement(path.name, text)) for _, text in _logical_lines(path.read_text()))
+    lines = _logical_lines(path.read_text())
+    return tuple(normalized_requirement(_index_requirement(path.name, text)) for _, text in lines)
 
 
 @functools.cache
@@ -314,6 +323,7 @@ def ensure_runtime(policy_dir: Path, settings: RuntimeSettings, target: Target, 
                    "constraints": list(target.constraints), "index": settings.index_identity()})  # fmt: skip
     known = _read_index(settings.root, key)
     if known is not None and builder.complete(known["id"]):
+        _check_size(known.get("size_bytes"), settings)  # the limit may have been lowered since
         return Runtime(known["id"], builder.location(known["id"]), tuple(known["pins"]), built=False,
                        seconds=time.monotonic() - started, size_bytes=known.get("size_bytes"))  # fmt: skip
     deadline = started + settings.build_timeout_s
@@ -322,6 +332,7 @@ def ensure_runtime(policy_dir: Path, settings: RuntimeSettings, target: Target, 
     with _build_lock(settings, runtime_id, deadline):
         built = not builder.complete(runtime_id)
         size = builder.build(runtime_id, pins, deadline) if built else builder.size(runtime_id)
+        _check_size(size, settings)
         _write_index(settings.root, key, {"id": runtime_id, "pins": pins, "size_bytes": size,
                                           "declared": declared, "target": target.identity})  # fmt: skip
     runtime = Runtime(runtime_id, builder.location(runtime_id), tuple(pins), built=built,
@@ -451,7 +462,7 @@ class VenvBuilder:
                 raise RuntimeBuildError(f"the runtime cannot serve a policy ({SERVING_IMPORTS} fails): "
                                         f"{_last_line(check.stderr)}")  # fmt: skip
             size = directory_size(venv)
-            self._check_size(size)
+            _check_size(size, self.settings)
             manifest = {"id": runtime_id, "pins": list(pins), "target": self.target.identity,
                         "index": self.settings.index_identity(), "size_bytes": size,
                         "build_seconds": round(time.monotonic() - started, 2), "built_at": time.time()}  # fmt: skip
@@ -484,7 +495,7 @@ class VenvBuilder:
                     if time.monotonic() >= deadline:
                         raise self._timeout("installing the policy's requirements")
                     if time.monotonic() >= next_size_check:
-                        self._check_size(directory_size(venv))
+                        _check_size(directory_size(venv), self.settings)
                         next_size_check = time.monotonic() + _SIZE_POLL_S
             finally:
                 if process.poll() is None:
@@ -499,13 +510,13 @@ class VenvBuilder:
         if result.returncode != 0:
             raise RuntimeBuildError(f"{doing} failed: {_last_line(result.stderr)}")
 
-    def _check_size(self, size: int) -> None:
-        limit = self.settings.max_size_bytes
-        if size > limit:
-            raise RuntimeBuildError(size_message(size, limit))
-
     def _timeout(self, doing: str) -> RuntimeBuildError:
         return RuntimeBuildError(timeout_message(self.settings, doing))
+
+
+def _check_size(size: int | None, settings: RuntimeSettings) -> None:
+    if size is not None and size > settings.max_size_bytes:
+        raise RuntimeBuildError(size_message(size, settings.max_size_bytes))
 
 
 def size_message(size: int, limit: int) -> str:
@@ -647,3 +658,181 @@ def _without_credentials(text: str) -> str:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return _without_credentials(lines[-1][:_UV_OUTPUT_CHARS]) if lines else "no output"
+
+
+# -- docker mode: an image layer on the miner-runner image ------------------------------------------
+
+# Run in the base image (no network, read-only, unprivileged) to learn what a runtime builds on.
+_IMAGE_PROBE = """
+import importlib.metadata as m, json, platform
+print(json.dumps({"python": platform.python_version(), "implementation": platform.python_implementation().lower(),
+                  "machine": platform.machine(), "libc": list(platform.libc_ver()),
+                  "dists": {d.metadata["Name"]: d.version for d in m.distributions() if d.metadata["Name"]}}))
+"""
+_MAX_MANYLINUX_MINOR = 40  # the newest manylinux_2_NN uv knows as a --python-platform
+_RUNTIME_DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+USER root
+# requirements.txt: the index lines and the pins this runtime adds; pip-ca.crt: the machine's CA bundle
+# (for a TLS-intercepting proxy), at a path of its own. Nothing else is in the build context.
+COPY requirements.txt *.crt /etc/kinitro/runtime/
+ARG INSTALL_TIMEOUT=1800
+RUN set -eu; \\
+    if [ -s /etc/kinitro/runtime/pip-ca.crt ]; then export PIP_CERT=/etc/kinitro/runtime/pip-ca.crt; fi; \\
+    python -m ensurepip >/dev/null; \\
+    timeout -k 10 "$INSTALL_TIMEOUT" python -m pip install --no-cache-dir --disable-pip-version-check \\
+        --no-deps --only-binary :all: --progress-bar off -r /etc/kinitro/runtime/requirements.txt; \\
+    python -m pip uninstall -y -q pip; \\
+    python -c '{serving}'
+USER {uid}:{uid}
+"""
+
+
+def ensure_image_runtime(
+    policy_dir: Path, settings: RuntimeSettings, base_image: str, *, target: Target | None = None
+) -> Runtime | None:
+    """Docker mode: the runtime image of `policy_dir` on `base_image` (built or reused), or None for the base."""
+    if not declared_requirements(policy_dir):
+        return None  # before probing the image: most policies declare nothing
+    target = target or image_target(base_image, settings)
+    return ensure_runtime(policy_dir, settings, target, ImageBuilder(settings, target, base_image))
+
+
+_image_targets: dict[str, Target] = {}
+
+
+def image_target(base_image: str, settings: RuntimeSettings) -> Target:
+    """What `base_image` has (interpreter, platform, packages), probed once per image id and kept in the index."""
+    from kinitro_dagster.miners.docker_deployment import docker_client, require_image
+
+    require_image(base_image)  # DockerSetupError when missing
+    image = docker_client().images.get(base_image)
+    if image.id in _image_targets:
+        return _image_targets[image.id]
+    cached = settings.root / "index" / f"image-{image.id.removeprefix('sha256:')}.json"
+    try:
+        probe = json.loads(cached.read_text())
+    except (OSError, ValueError):
+        output = docker_client().containers.run(
+            image.id, ["python", "-c", _IMAGE_PROBE], remove=True, network_mode="none", read_only=True,
+            user=f"{POLICY_UID}:{POLICY_UID}", environment={"PYTHONDONTWRITEBYTECODE": "1"},
+        )  # fmt: skip
+        probe = json.loads(output.decode().strip().splitlines()[-1])
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(probe, indent=1))
+    libc, libc_version = (probe["libc"] + ["", ""])[:2]
+    machine = probe["machine"]
+    if libc == "glibc" and re.fullmatch(r"2\.\d+", libc_version):
+        python_platform = f"{machine}-manylinux_2_{min(int(libc_version.split('.')[1]), _MAX_MANYLINUX_MINOR)}"
+    else:
+        python_platform = f"{machine}-unknown-linux-musl"
+    pins = tuple(sorted(f"{canonicalize_name(name)}=={version}" for name, version in probe["dists"].items()))
+    target = Target(
+        identity=f"image:{image.id}",
+        python_version=probe["python"],
+        platform_label=f"linux {machine}",
+        # The interpreter here only runs uv's resolver; the markers and tags are the image's.
+        resolve_args=("--python", sys.executable, "--python-version", probe["python"],
+                      "--python-platform", python_platform),
+        constraints=pins,
+        installed={canonicalize_name(name): version for name, version in probe["dists"].items()},
+    )
+    _image_targets[image.id] = target
+    return target
+
+
+class ImageBuilder:
+    """Images `kinitro/runtime:<id[:16]>` = `base_image` + the pins it lacks, installed by pip in `docker build`."""
+
+    def __init__(self, settings: RuntimeSettings, target: Target, base_image: str) -> None:
+        self.settings = settings
+        self.target = target
+        self.base_image = base_image
+
+    def location(self, runtime_id: str) -> str:
+        return f"{RUNTIME_IMAGE_REPO}:{runtime_id[:16]}"
+
+    def complete(self, runtime_id: str) -> bool:
+        image = self._image(runtime_id)
+        return image is not None and image.labels.get("kinitro.runtime") == runtime_id
+
+    def size(self, runtime_id: str) -> int | None:
+        from kinitro_dagster.miners.docker_deployment import docker_client
+
+        image = self._image(runtime_id)
+        if image is None:
+            return None
+        return max(0, int(image.attrs.get("Size", 0)) - int(docker_client().images.get(self.base_image).attrs["Size"]))
+
+    def build(self, runtime_id: str, pins: Sequence[str], deadline: float) -> int:
+        import docker
+        from docker.errors import APIError, BuildError
+
+        from kinitro_dagster.miners.docker_deployment import _machine_ca_bundle, docker_client
+
+        tag = self.location(runtime_id)
+        have = set(self.target.constraints)
+        missing = [pin for pin in pins if pin not in have]
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RuntimeBuildError(timeout_message(self.settings, "building the runtime image"))
+        memory = parse_memory(self.settings.build_memory)
+        cores = max(1, min(os.cpu_count() or 1, math.ceil(self.settings.build_cpus)))
+        limits = {"memory": memory, "memswap": memory, "cpusetcpus": f"0-{cores - 1}" if cores > 1 else "0"}
+        lines = [f"--index-url {self.settings.index_url}"]
+        if self.settings.extra_index_url:
+            lines.append(f"--extra-index-url {self.settings.extra_index_url}")
+        log: list[str] = []
+        # Its own client: a silent download of a big wheel must not hit the shared client's 60 s read timeout.
+        client = docker.from_env(timeout=int(remaining) + 60)
+        try:
+            with tempfile.TemporaryDirectory(prefix="kinitro-runtime-") as context:
+                (Path(context) / "Dockerfile").write_text(
+                    _RUNTIME_DOCKERFILE.replace("{serving}", SERVING_IMPORTS).replace("{uid}", str(POLICY_UID)))
+                (Path(context) / "requirements.txt").write_text("".join(f"{line}\n" for line in [*lines, *missing]))
+                if (bundle := _machine_ca_bundle()) is not None:
+                    shutil.copyfile(bundle, Path(context) / "pip-ca.crt")
+                stream = client.api.build(
+                    path=context, tag=tag, network_mode="host", rm=True, forcerm=True, pull=False, decode=True,
+                    buildargs={"BASE_IMAGE": docker_client().images.get(self.base_image).id,
+                               "INSTALL_TIMEOUT": str(max(1, int(remaining - 5)))},
+                    labels={"kinitro.runtime": runtime_id, "kinitro.runtime.base": self.base_image},
+                    container_limits=limits,
+                )  # fmt: skip
+                for chunk in stream:
+                    if "error" in chunk:
+                        raise RuntimeBuildError(self._build_failure(chunk["error"], log))
+                    if text := chunk.get("stream", "").strip():
+                        log.extend(text.splitlines())
+                    if time.monotonic() > deadline + 30:
+                        raise RuntimeBuildError(timeout_message(self.settings, "building the runtime image"))
+        except (APIError, BuildError) as error:
+            raise RuntimeBuildError(self._build_failure(str(error), log)) from error
+        except docker.errors.DockerException as error:  # a read timeout: the build went silent past the deadline
+            raise RuntimeBuildError(timeout_message(self.settings, "building the runtime image")) from error
+        finally:
+            client.close()
+        size = self.size(runtime_id) or 0
+        if size > self.settings.max_size_bytes:
+            with contextlib.suppress(Exception):
+                docker_client().images.remove(tag, force=True)
+            raise RuntimeBuildError(size_message(size, self.settings.max_size_bytes))
+        return size
+
+    def _image(self, runtime_id: str):
+        from docker.errors import ImageNotFound
+
+        from kinitro_dagster.miners.docker_deployment import docker_client
+
+        try:
+            return docker_client().images.get(self.location(runtime_id))
+        except ImageNotFound:
+            return None
+
+    def _build_failure(self, error: str, log: Sequence[str]) -> str:
+        if "non-zero code: 124" in error or "exit code: 124" in error:
+            return timeout_message(self.settings, "installing the runtime's wheels")
+        pip_errors = [line for line in log if line.startswith("ERROR:")]
+        detail = pip_errors[-1] if pip_errors else error.strip().splitlines()[-1]
+        return f"building the runtime image failed: {_without_credentials(detail)[:500]}"
