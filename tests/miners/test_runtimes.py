@@ -219,3 +219,72 @@ def test_uv_is_found_without_any_path_setup():
 
     version = subprocess.run([*uv_command(), "--version"], capture_output=True, text=True, check=True).stdout
     assert version.startswith("uv "), version
+
+
+# -- docker mode: an image layer on the miner-runner image ---------------------------------------
+
+RUNNER_IMAGE = os.environ.get("KINITRO_EXECUTOR_MINER_DEPLOYMENT_IMAGE", "kinitro/miner-runner:v1")
+
+
+def in_image(image: str, code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", "run", "--rm", "--network", "none", image, "python", "-c", code],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_docker_runtime_is_an_image_layer_shared_by_miners_with_the_same_requirements(tmp_path):
+    from kinitro_dagster.miners.docker_deployment import DeploymentPool, DockerOptions
+    from kinitro_dagster.miners.hub import fetch_snapshot, publish_to_cache
+    from kinitro_dagster.miners.runtimes import ensure_image_runtime
+
+    if subprocess.run(["docker", "image", "inspect", RUNNER_IMAGE], capture_output=True).returncode != 0:
+        pytest.fail(f"docker mode tests need dockerd and {RUNNER_IMAGE}: run sim_images/setup-docker.sh "
+                    "(needs root), or deselect with -m 'not docker'", pytrace=False)  # fmt: skip
+    settings = RuntimeSettings(root=tmp_path / "state" / "runtimes", build_timeout_s=600, build_memory="1Gi")
+
+    def published(uid: int, repo: str, requirements: str) -> PolicyUnderTest:
+        source = make_policy(tmp_path / "src", repo.replace("/", "--"), requirements, imports=OWN_PACKAGE)
+        snapshot = fetch_snapshot(repo, publish_to_cache(source, repo, cache_dir=tmp_path / "hub"),
+                                  cache_dir=tmp_path / "hub")  # fmt: skip
+        return PolicyUnderTest(uid, snapshot.path, repo=snapshot.repo, revision=snapshot.revision)
+
+    alice = published(1, "alice/cowsay", f"{OWN_PACKAGE}==6.1\n")
+    bob = published(2, "bob/cowsay", f"{OWN_PACKAGE} == 6.1  # same set\n")
+    carol = published(3, "carol/missing", f"{MISSING}\n")
+    runtime = None
+    try:
+        started = time.monotonic()
+        runtime = ensure_image_runtime(alice.policy_dir, settings, RUNNER_IMAGE)
+        built_s = time.monotonic() - started
+        assert runtime is not None and runtime.built, "a kinitro/runtime image of an earlier run is in the way"
+        assert runtime.location == f"kinitro/runtime:{runtime.id[:16]}" and runtime.pins == (f"{OWN_PACKAGE}==6.1",)
+        started = time.monotonic()
+        reused = ensure_image_runtime(bob.policy_dir, settings, RUNNER_IMAGE)
+        reuse_s = time.monotonic() - started
+        print(f"\nruntime image {runtime.location}: built in {built_s:.1f} s (adds {runtime.size_bytes / 2**10:.0f} "
+              f"KiB to {RUNNER_IMAGE}), reused in {reuse_s * 1e3:.1f} ms")  # fmt: skip
+        assert (reused.id, reused.location, reused.built) == (runtime.id, runtime.location, False)
+        assert reuse_s < 1.0
+        assert in_image(runtime.location, f"import {OWN_PACKAGE}").returncode == 0
+        assert "No module named" in in_image(RUNNER_IMAGE, f"import {OWN_PACKAGE}").stderr
+        user = subprocess.run(["docker", "image", "inspect", "-f", "{{.Config.User}}", runtime.location],
+                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        assert user == "65532:65532"  # the runtime runs as the runner does: non-root
+        assert "No module named 'pip'" in in_image(runtime.location, "import pip").stderr
+
+        pool = DeploymentPool(prune=False)
+        try:
+            records = evaluate_env_partition(
+                "metaworld/reach-v3", [alice, bob, carol], [11], EnvConfig(max_steps=5, use_images=False),
+                max_workers=1, docker=DockerOptions(image=RUNNER_IMAGE, memory="1Gi", ttl_s=0), docker_pool=pool,
+                runtimes=settings,
+            )  # fmt: skip
+        finally:
+            pool.close()
+        outcome = {r.uid: (r.steps, r.error_kind) for r in records}
+        assert outcome == {1: (5, None), 2: (5, None), 3: (0, "deployment_failed")}, records
+        assert records[2].error == f"runtime not built: requirement '{MISSING}' not found on {PYPI_SIMPLE}"
+    finally:
+        if runtime is not None:
+            subprocess.run(["docker", "image", "rm", runtime.location], capture_output=True)
