@@ -335,15 +335,8 @@ def ensure_runtime(policy_dir: Path, settings: RuntimeSettings, target: Target, 
         _check_size(size, settings)
         _write_index(settings.root, key, {"id": runtime_id, "pins": pins, "size_bytes": size,
                                           "declared": declared, "target": target.identity})  # fmt: skip
-    runtime = Runtime(runtime_id, builder.location(runtime_id), tuple(pins), built=built,
-                      seconds=time.monotonic() - started, size_bytes=size)  # fmt: skip
-    logger.info(
-        "miner runtime %s id=%s packages=%d size_mib=%s seconds=%.1f policy_dir=%s",
-        "built" if built else "found", runtime_id[:16], len(pins),
-        f"{size / 2**20:.0f}" if size is not None else "?", runtime.seconds, policy_dir,
-        extra={"runtime_id": runtime_id, "built": built},
-    )  # fmt: skip
-    return runtime
+    return Runtime(runtime_id, builder.location(runtime_id), tuple(pins), built=built,
+                   seconds=time.monotonic() - started, size_bytes=size)  # fmt: skip
 
 
 def resolve(declared: Sequence[str], target: Target, settings: RuntimeSettings, deadline: float) -> list[str]:
@@ -395,9 +388,10 @@ def explain_resolution_failure(stderr: str, declared: Sequence[str], target: Tar
     where = f"{target.python_label} on {target.platform_label}"
     if match := re.search(r"Because (\S+) was not found in the package registry", text):
         return f"{named(match.group(1))} not found on {settings.index_label()}"
-    if match := re.search(r"Because (?:only )?(\S+?)(?:==\S+)? has no (?:usable )?wheels", text):
-        return f"{named(match.group(1))} has no wheel for {where} (sdists are not built)"
-    if match := re.search(r"Because (\S+) has no wheels with a matching (\w+(?: \w+)?) tag", text):
+    # `foo==1.0 has no usable wheels`, `all versions of foo have no usable wheels`, `foo==1.0 has no
+    # wheels with a matching platform tag`: the first package uv blames.
+    if match := re.search(r"(?:Because|and) (?:all versions of )?(\S+?)(?:==\S+)? (?:has|have) no (?:usable )?wheels",
+                          text):  # fmt: skip
         return f"{named(match.group(1))} has no wheel for {where} (sdists are not built)"
     if match := re.search(r"Because there is no version of (\S+?) and", text):
         return f"{named(match.group(1))} has no such version on {settings.index_label()}"

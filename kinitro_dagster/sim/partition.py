@@ -135,8 +135,9 @@ def prepare_runtimes(
                         extra={"uid": policy.uid, "runtime_error": error.reason})  # fmt: skip
             return error
         if runtime is not None:
-            log.info("miner runtime uid=%d id=%s %s in %.2f s", policy.uid, runtime.id[:16],
-                     "built" if runtime.built else "reused", runtime.seconds,
+            size = f"{runtime.size_bytes / 2**20:.0f}" if runtime.size_bytes is not None else "?"
+            log.info("miner runtime uid=%d id=%s %s in %.2f s packages=%d size_mib=%s", policy.uid, runtime.id[:16],
+                     "built" if runtime.built else "reused", runtime.seconds, len(runtime.pins), size,
                      extra={"uid": policy.uid, "runtime_id": runtime.id, "built": runtime.built})  # fmt: skip
         return runtime
 

@@ -285,6 +285,23 @@ def test_docker_runtime_is_an_image_layer_shared_by_miners_with_the_same_require
         outcome = {r.uid: (r.steps, r.error_kind) for r in records}
         assert outcome == {1: (5, None), 2: (5, None), 3: (0, "deployment_failed")}, records
         assert records[2].error == f"runtime not built: requirement '{MISSING}' not found on {PYPI_SIMPLE}"
+
+        tight = RuntimeSettings(root=settings.root, max_size="100Ki", build_timeout_s=600, build_memory="1Gi")
+        dave = published(4, "dave/cowsay", f"{OWN_PACKAGE}==6.0\n")
+        with pytest.raises(RuntimeBuildError, match=r"^runtime is 0\.\d MiB, over the 0\.1 MiB limit"):
+            ensure_image_runtime(dave.policy_dir, tight, RUNNER_IMAGE)
+        leftovers = subprocess.run(["docker", "images", "-q", "--filter", "label=kinitro.runtime"],
+                                   capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+        assert leftovers == [subprocess.run(["docker", "images", "-q", runtime.location], capture_output=True,
+                                            text=True, check=True).stdout.strip()]  # the oversized one is gone
     finally:
         if runtime is not None:
             subprocess.run(["docker", "image", "rm", runtime.location], capture_output=True)
+
+
+def test_unreachable_index_is_named_without_its_credentials(tmp_path):
+    closed = RuntimeSettings(root=tmp_path / "runtimes", index_url="http://miner-bot:s3cret@127.0.0.1:9/simple",
+                             build_timeout_s=120)  # fmt: skip
+    with pytest.raises(RuntimeBuildError, match=r"^cannot reach the index http://127\.0\.0\.1:9/simple: ") as error:
+        ensure_venv_runtime(make_policy(tmp_path, "p", f"{OWN_PACKAGE}==6.1\n"), closed)
+    assert "s3cret" not in error.value.reason
