@@ -164,6 +164,15 @@ class ExecutorSettings(BaseSettings):
     miner_deployment_warmup_timeout: float = 300.0
     miner_deployment_cpu: float = 1.0
     miner_deployment_memory: str = "4Gi"
+    # Per-miner runtimes (kinitro_dagster/miners/runtimes.py): a policy's requirements.txt (and
+    # pyproject.toml dependencies) resolved with uv and installed from wheels into a shared,
+    # content-addressed runtime under <state dir>/runtimes (docker mode: an image layer). False: every
+    # policy runs in the base runtime (this venv, the miner-runner image) whatever it declares.
+    miner_runtimes: bool = True
+    miner_runtime_index_url: str = "https://pypi.org/simple"
+    miner_runtime_extra_index_url: OptionalText = None  # e.g. https://download.pytorch.org/whl/cpu
+    miner_runtime_max_size: str = "6Gi"  # installed size of one runtime; over it the build fails
+    miner_runtime_build_timeout: float = Field(default=1800.0, gt=0)  # seconds, resolve + install
     log_level: LogLevel = "INFO"
     json_logs: bool = False
 
@@ -186,6 +195,14 @@ class ExecutorSettings(BaseSettings):
     # the policy on the CPU instead.
     miner_deployment_gpu_count: Annotated[int, Field(ge=0), _EMPTY_IS_ZERO] = 0
     miner_deployment_min_gpu_memory_gb: Annotated[float | None, Field(gt=0), _EMPTY_IS_UNSET] = None
+
+    @field_validator("miner_runtime_max_size")
+    @classmethod
+    def _a_size(cls, value: str) -> str:
+        from kinitro_dagster.miners.docker_deployment import parse_memory
+
+        parse_memory(value)  # ValueError: says what a size looks like
+        return value
 
     @field_validator("eval_mode", mode="before")
     @classmethod

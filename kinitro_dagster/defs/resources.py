@@ -21,6 +21,7 @@ from kinitro_dagster.miners.chain import ChainReader, FileChain
 from kinitro_dagster.miners.docker_deployment import DockerOptions
 from kinitro_dagster.miners.hub import Snapshot, fetch_snapshot
 from kinitro_dagster.miners.policy_client import ClientSettings
+from kinitro_dagster.miners.runtimes import RuntimeSettings
 from kinitro_dagster.settings import (
     DEMO_SEED_SECRET,
     ExecutorSettings,
@@ -101,6 +102,8 @@ class Evaluator(dg.ConfigurableResource):
     `eval_mode`: "local" runs each policy as a subprocess (not isolated: development and the demo);
     "docker" runs it sandboxed in the miner-runner image (`kinitro env build miner`), with the
     `miner_*` limits, reusing a (repo, revision)'s container for `miner_ttl_s`.
+    `miner_runtimes`: a policy's declared requirements are installed (wheels only, resolved by uv
+    from `miner_runtime_index_url`) into a shared runtime under `<state dir>/runtimes` before it is deployed.
     The episode settings here (steps, timeouts, images, privileged state) are what a *new* cycle
     records; a cycle's episodes always play with the settings its own record holds.
     """
@@ -122,7 +125,11 @@ class Evaluator(dg.ConfigurableResource):
     miner_ttl_s: float = 600.0
     miner_gpu_count: int = 0
     miner_min_gpu_memory_gb: float | None = None
-
+    miner_runtimes: bool = True
+    miner_runtime_index_url: str = "https://pypi.org/simple"
+    miner_runtime_extra_index_url: str | None = None
+    miner_runtime_max_size: str = "6Gi"
+    miner_runtime_build_timeout: float = 1800.0
 
     def docker_options(self) -> DockerOptions | None:
         """Container settings in docker mode; None in local mode."""
@@ -136,6 +143,17 @@ class Evaluator(dg.ConfigurableResource):
                              ttl_s=self.miner_ttl_s, warmup_timeout_s=self.warmup_timeout_s,
                              gpu_count=self.miner_gpu_count, min_gpu_memory_gb=self.miner_min_gpu_memory_gb)
 
+    def runtime_settings(self) -> RuntimeSettings | None:
+        """How per-miner runtimes are built; None when they are off (every policy runs in the base runtime)."""
+        if not self.miner_runtimes:
+            return None
+        return RuntimeSettings(
+            root=state_dir() / "runtimes",
+            index_url=self.miner_runtime_index_url, extra_index_url=self.miner_runtime_extra_index_url or None,
+            max_size=self.miner_runtime_max_size, build_timeout_s=self.miner_runtime_build_timeout,
+            build_cpus=self.miner_cpus, build_memory=self.miner_memory,
+        )
+
     def run_settings(self) -> dict[str, object]:
         """What this process deploys and runs with (not recorded per cycle: it is per host)."""
         return {
@@ -144,6 +162,10 @@ class Evaluator(dg.ConfigurableResource):
             "miner_deployment_memory": self.miner_memory, "miner_deployment_ttl_seconds": self.miner_ttl_s,
             "miner_deployment_gpu_count": self.miner_gpu_count,
             "miner_deployment_warmup_timeout": self.warmup_timeout_s,
+            "miner_runtimes": self.miner_runtimes, "miner_runtime_index_url": self.miner_runtime_index_url,
+            "miner_runtime_extra_index_url": self.miner_runtime_extra_index_url,
+            "miner_runtime_max_size": self.miner_runtime_max_size,
+            "miner_runtime_build_timeout": self.miner_runtime_build_timeout,
         }
 
     def evaluate(
@@ -157,6 +179,7 @@ class Evaluator(dg.ConfigurableResource):
             client_settings=ClientSettings(act_timeout_s=cycle.action_timeout),
             warmup_timeout_s=self.warmup_timeout_s, episode_timeout_s=cycle.eval_timeout,
             max_workers=self.max_workers, miners_per_worker=self.miners_per_worker, docker=self.docker_options(),
+            runtimes=self.runtime_settings(),
         )
 
 
@@ -222,5 +245,9 @@ def build_resources(
             miner_memory=executor.miner_deployment_memory, miner_ttl_s=executor.miner_deployment_ttl_seconds,
             miner_gpu_count=executor.miner_deployment_gpu_count,
             miner_min_gpu_memory_gb=executor.miner_deployment_min_gpu_memory_gb,
+            miner_runtimes=executor.miner_runtimes, miner_runtime_index_url=executor.miner_runtime_index_url,
+            miner_runtime_extra_index_url=executor.miner_runtime_extra_index_url,
+            miner_runtime_max_size=executor.miner_runtime_max_size,
+            miner_runtime_build_timeout=executor.miner_runtime_build_timeout,
         ),
     }

@@ -87,6 +87,7 @@ class LocalDeployment:
     `transport="unix"` serves the policy on a Unix socket in a private temporary directory
     (`--uds`; base URL `http+unix://...`, which `PolicyClient` speaks): cheaper per step than
     loopback TCP for both sides. TCP is the default because any HTTP tool can talk to it.
+    `python` runs the server: this venv's interpreter, or a miner runtime's (`miners.runtimes`).
     """
 
     def __init__(

@@ -5,22 +5,39 @@ Local mode (the default) starts a subprocess per policy and stops them all at th
 (`docker=DockerOptions(...)`) takes containers from the process's deployment cache: a running
 container of the same (repo, revision) is reused within its TTL; failed, crashed and expired ones
 are torn down at the end, and all of this partition's if the partition itself fails.
+
+With `runtimes` set, a policy that declares requirements the base runtime lacks runs in its own
+runtime (`kinitro_dagster.miners.runtimes`: a venv, or in docker mode an image on the runner image),
+built or reused before it is deployed; one that cannot be built fails its miner's episodes as
+`deployment_failed` with the reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from kinitro_dagster.miners.deployments import Deployment, DeploymentError, LocalDeployment, start_all
 from kinitro_dagster.miners.docker_deployment import DeploymentPool, DockerOptions, shared_pool
 from kinitro_dagster.miners.policy_client import ClientSettings
+from kinitro_dagster.miners.runtimes import (
+    Runtime,
+    RuntimeBuildError,
+    RuntimeSettings,
+    ensure_image_runtime,
+    ensure_venv_runtime,
+)
 from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.rollout import MinerTarget, evaluate_partition
 from kinitro_dagster.warehouse.records import EpisodeRecord
 
 log = logging.getLogger(__name__)
+
+_PARALLEL_RUNTIME_BUILDS = 4  # distinct runtimes built at once (uv and pip are network- and disk-bound)
 
 
 @dataclass(frozen=True)
@@ -45,18 +62,31 @@ def evaluate_env_partition(
     miners_per_worker: int | None = None,
     docker: DockerOptions | None = None,
     docker_pool: DeploymentPool | None = None,
+    runtimes: RuntimeSettings | None = None,
 ) -> list[EpisodeRecord]:
-    """Every policy plays `seeds` on `env_id`. `docker`: run policies in containers (None: local subprocesses)."""
+    """Every policy plays `seeds` on `env_id`. `docker`: run policies in containers (None: local subprocesses).
+
+    `runtimes`: build (or reuse) each policy's declared runtime first (None: every policy runs in the
+    base runtime, whatever it declares).
+    """
     pool = (docker_pool if docker_pool is not None else shared_pool()) if docker is not None else None
     records: list[EpisodeRecord] = []
     deployments: dict[int, Deployment] = {}
+    prepared = prepare_runtimes(policies, runtimes, docker) if runtimes is not None else {}
     for policy in policies:
+        runtime = prepared.get(policy.uid)
+        if isinstance(runtime, RuntimeBuildError):
+            records += failed_episodes(policy.uid, seeds, "deployment_failed", f"runtime not built: {runtime.reason}")
+            continue
         try:
             if pool is not None and docker is not None:
-                deployments[policy.uid] = pool.acquire(policy.policy_dir, docker, repo=policy.repo,
+                options = docker if runtime is None else dataclasses.replace(docker, image=runtime.location)
+                deployments[policy.uid] = pool.acquire(policy.policy_dir, options, repo=policy.repo,
                                                        revision=policy.revision)
             else:
-                deployments[policy.uid] = LocalDeployment(policy.policy_dir, warmup_timeout_s=warmup_timeout_s)
+                python = runtime.python if runtime is not None else sys.executable
+                deployments[policy.uid] = LocalDeployment(policy.policy_dir, python=python,
+                                                          warmup_timeout_s=warmup_timeout_s)
         except DeploymentError as exc:  # not a miner template directory, a snapshot unusable in a container
             records += failed_episodes(policy.uid, seeds, "deployment_failed", str(exc))
     failed: dict[int, DeploymentError] = {}
@@ -83,6 +113,39 @@ def evaluate_env_partition(
             pool.release([d for uid, d in deployments.items() if uid in failed], failed=True)
             pool.release([d for uid, d in deployments.items() if uid not in failed], failed=not ok)
     return sorted(records, key=lambda r: (r.uid, r.episode))
+
+
+def prepare_runtimes(
+    policies: list[PolicyUnderTest], runtimes: RuntimeSettings, docker: DockerOptions | None = None
+) -> dict[int, Runtime | RuntimeBuildError | None]:
+    """Each policy's runtime (None: the base runtime), or the RuntimeBuildError that fails its miner.
+
+    Built a few at once; policies with the same declarations share one runtime (one builds, the
+    others wait on its lock and reuse it). A RuntimeSetupError (no uv) or DockerSetupError propagates.
+    """
+
+    def one(policy: PolicyUnderTest) -> Runtime | RuntimeBuildError | None:
+        try:
+            if docker is not None:
+                runtime = ensure_image_runtime(policy.policy_dir, runtimes, docker.image)
+            else:
+                runtime = ensure_venv_runtime(policy.policy_dir, runtimes)
+        except RuntimeBuildError as error:
+            log.warning("miner runtime failed uid=%d: %s", policy.uid, error.reason,
+                        extra={"uid": policy.uid, "runtime_error": error.reason})  # fmt: skip
+            return error
+        if runtime is not None:
+            size = f"{runtime.size_bytes / 2**20:.0f}" if runtime.size_bytes is not None else "?"
+            log.info("miner runtime uid=%d id=%s %s in %.2f s packages=%d size_mib=%s", policy.uid, runtime.id[:16],
+                     "built" if runtime.built else "reused", runtime.seconds, len(runtime.pins), size,
+                     extra={"uid": policy.uid, "runtime_id": runtime.id, "built": runtime.built})  # fmt: skip
+        return runtime
+
+    if not policies:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(_PARALLEL_RUNTIME_BUILDS, len(policies)),
+                            thread_name_prefix="runtime") as builders:  # fmt: skip
+        return dict(zip([p.uid for p in policies], builders.map(one, policies), strict=True))
 
 
 def failed_episodes(uid: int, seeds: list[int], error_kind: str, reason: str) -> list[EpisodeRecord]:
