@@ -277,6 +277,10 @@ def satisfied_by(declared: Iterable[str], installed: Mapping[str, str]) -> bool:
 
 def runner_base_set(path: Path = RUNNER_REQUIREMENTS) -> tuple[str, ...]:
     """The runner image's server packages (`sim_images/miner-runner/requirements.txt`): every runtime has them."""
+    if not path.is_file():
+        raise RuntimeSetupError(f"{path} is missing: miner runtimes are built on that base set, which ships with "
+                                "the code (sim_images/evaluator/build.sh copies it); or set "
+                                "KINITRO_EXECUTOR_MINER_RUNTIMES=false")
     lines = _logical_lines(path.read_text())
     return tuple(normalized_requirement(_index_requirement(path.name, text)) for _, text in lines)
 

@@ -35,6 +35,9 @@ mkdir -p "$context/app"
 for path in pyproject.toml uv.lock README.md kinitro_dagster weights_api examples deploy; do
   cp -r "$repo/$path" "$context/app/"
 done
+# The policy servers' base set: local-mode miner runtimes are resolved on top of it.
+mkdir -p "$context/app/sim_images/miner-runner"
+cp "$repo/sim_images/miner-runner/requirements.txt" "$context/app/sim_images/miner-runner/"
 find "$context/app" -name __pycache__ -type d -prune -exec rm -rf {} +
 for bundle in "${PIP_CERT:-}" "${REQUESTS_CA_BUNDLE:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
   if [[ -n "$bundle" && -f "$bundle" ]]; then cp "$bundle" "$context/pip-ca.crt"; break; fi
