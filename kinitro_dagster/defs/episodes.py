@@ -53,10 +53,11 @@ def episode_results(
     if env_id not in config.env_ids:
         # A code location loaded with more envs than this cycle opened with: nothing to play.
         context.log.info(f"{env_id} is not an env of cycle {cycle} (it runs {', '.join(config.env_ids)})")
+        rows = len(store.episodes(cycle, env_id))
         return dg.MaterializeResult(
             metadata={"episodes": 0, "env_id": env_id, "skipped": f"not an env of cycle {cycle}"},
-            check_results=[dg.AssetCheckResult(check_name=ROWS_CHECK, passed=not store.episodes(cycle, env_id),
-                                               metadata={"rows": len(store.episodes(cycle, env_id)), "expected": 0})],
+            check_results=[dg.AssetCheckResult(check_name=ROWS_CHECK, passed=rows == 0,
+                                               metadata={"rows": rows, "expected": 0})],
         )
     miners = [c for c in store.commitments(cycle) if c.status is CommitmentStatus.OK]
     seeds = cycle_config.seeds(cycle_record.block_hash, env_id, config.episodes_per_env)
@@ -85,8 +86,8 @@ def episode_results(
             "env_id": env_id,
             # What this run played with, from the cycle's record, and what this run container has.
             "episode settings": dg.MetadataValue.json({
-                k: config.to_json()[k] for k in ("episodes_per_env", "max_timesteps", "action_timeout",
-                                                 "eval_timeout", "use_images", "privileged_state")}),
+                k: getattr(config, k) for k in ("episodes_per_env", "max_timesteps", "action_timeout",
+                                                "eval_timeout", "use_images", "privileged_state")}),
             "run settings": dg.MetadataValue.json({**evaluator.run_settings(), **_process_settings()}),
             "wall_seconds": round(elapsed, 2),
             "steps_per_second": round(steps / elapsed, 1) if elapsed > 0 else 0.0,
