@@ -71,7 +71,7 @@ def episode_results(
         except SnapshotFetchError as exc:
             unavailable += failed_episodes(miner.uid, seeds, "deployment_failed", str(exc))
     context.log.info(f"{env_id}: {len(policies)} policies × {len(seeds)} episodes")
-    played = evaluator.evaluate(env_id, policies, seeds, config)
+    played = evaluator.evaluate(env_id, policies, seeds, config, cycle_key=cycle)
     records = sorted(played + unavailable, key=lambda r: (r.uid, r.episode))
     store.replace_episodes(cycle, env_id, records)
     elapsed = time.monotonic() - started

@@ -18,6 +18,7 @@ import dagster as dg
 
 from kinitro_dagster.logs import configure_service_logging
 from kinitro_dagster.miners.chain import ChainReader, FileChain
+from kinitro_dagster.miners.cycle_deployments import RetireReport, retire_scope
 from kinitro_dagster.miners.docker_deployment import DockerOptions
 from kinitro_dagster.miners.hub import Snapshot, fetch_snapshot
 from kinitro_dagster.miners.policy_client import ClientSettings
@@ -101,7 +102,8 @@ class Evaluator(dg.ConfigurableResource):
 
     `eval_mode`: "local" runs each policy as a subprocess (not isolated: development and the demo);
     "docker" runs it sandboxed in the miner-runner image (`kinitro env build miner`), with the
-    `miner_*` limits, reusing a (repo, revision)'s container for `miner_ttl_s`.
+    `miner_*` limits; the partitions of a cycle on one Docker host share a (repo, revision)'s
+    container until it has been idle for `miner_ttl_s` or the cycle is scored (`retire_deployments`).
     `miner_runtimes`: a policy's declared requirements are installed (wheels only, resolved by uv
     from `miner_runtime_index_url`) into a shared runtime under `<state dir>/runtimes` before it is deployed.
     The episode settings here (steps, timeouts, images, privileged state) are what a *new* cycle
@@ -169,9 +171,15 @@ class Evaluator(dg.ConfigurableResource):
         }
 
     def evaluate(
-        self, env_id: str, policies: list[PolicyUnderTest], seeds: list[int], cycle: CycleConfiguration
+        self,
+        env_id: str,
+        policies: list[PolicyUnderTest],
+        seeds: list[int],
+        cycle: CycleConfiguration,
+        cycle_key: str | None = None,
     ) -> list[EpisodeRecord]:
-        """Play `seeds` of `env_id` for every policy with the episode settings `cycle` recorded."""
+        """Play `seeds` of `env_id` for every policy with the episode settings `cycle` recorded;
+        `cycle_key`: the cycle's partitions share their policy deployments (docker mode)."""
         env_config = EnvConfig(max_steps=cycle.max_timesteps, use_images=cycle.use_images,
                                privileged_state=cycle.privileged_state)
         return evaluate_env_partition(
@@ -179,8 +187,14 @@ class Evaluator(dg.ConfigurableResource):
             client_settings=ClientSettings(act_timeout_s=cycle.action_timeout),
             warmup_timeout_s=self.warmup_timeout_s, episode_timeout_s=cycle.eval_timeout,
             max_workers=self.max_workers, miners_per_worker=self.miners_per_worker, docker=self.docker_options(),
-            runtimes=self.runtime_settings(),
+            scope=cycle_key, runtimes=self.runtime_settings(),
         )
+
+    def retire_deployments(self, cycle_key: str) -> RetireReport | None:
+        """Remove the cycle's shared policy containers that no partition holds (docker mode; None in local)."""
+        if self.docker_options() is None:
+            return None
+        return retire_scope(cycle_key)
 
 
 def cycle_configuration(env_ids: Sequence[str], cycle_config: CycleConfig, evaluator: Evaluator) -> CycleConfiguration:

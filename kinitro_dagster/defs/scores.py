@@ -48,6 +48,7 @@ def pareto_scores(
         for i, uid in enumerate(inputs.uids)
     ]
     store.replace_scores(cycle, inputs.miner_scores, pareto)
+    retired = _retire_deployments(context, evaluator, cycle)
 
     numbers = [s.success_rate for s in inputs.miner_scores] + [p.points for p in pareto] + [
         t for p in pareto for t in p.thresholds.values()]
@@ -59,6 +60,7 @@ def pareto_scores(
             "envs": dg.MetadataValue.json(env_ids),
             "pareto temperature": config.pareto_temperature,
             "pareto front": dg.MetadataValue.json([p.uid for p in pareto if p.on_frontier]),
+            **retired,
             "scores": dg.MetadataValue.md(md_table(
                 ["uid", *short, "points", "weight", "front"],
                 [(int(uid), *inputs.success[i], float(scores.points[i]), float(weights[i]),
@@ -67,3 +69,16 @@ def pareto_scores(
         },
         check_results=[dg.AssetCheckResult(check_name=FINITE_CHECK, passed=all(math.isfinite(x) for x in numbers))],
     )
+
+
+def _retire_deployments(context: dg.AssetExecutionContext, evaluator: Evaluator, cycle: str) -> dict[str, int]:
+    """The cycle is scored: its shared policy containers go (docker mode). Never fails the scoring."""
+    try:
+        report = evaluator.retire_deployments(cycle)
+    except Exception as error:  # no docker daemon here: they fall to the idle TTL
+        context.log.warning(f"could not remove the policy containers of cycle {cycle}: {error}; "
+                            "they are removed once idle past KINITRO_EXECUTOR_MINER_DEPLOYMENT_TTL_SECONDS")
+        return {}
+    if report is None:
+        return {}
+    return {"policy containers removed": report.removed, "policy containers still leased": report.busy}

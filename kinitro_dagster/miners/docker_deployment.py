@@ -17,9 +17,11 @@ What a policy container gets (`DockerDeployment`):
 - once healthy, the socket directory is made read-only to the policy, so it cannot swap its
   socket for a link to one of this host's sockets; its log is read without following links.
 
-Deployments are cached by (repo, revision) — and image and limits — for a TTL (`DeploymentPool`):
-a partition reuses a running container of the same snapshot; one that crashed, failed or outlived
-its TTL is torn down at the end of the partition, the rest when the process exits (atexit). Every
+Deployments are cached by (repo, revision) — and image and limits — until idle for a TTL
+(`DeploymentPool`): a partition reuses a running container of the same snapshot; one that crashed,
+failed or sat idle past its TTL is torn down at the end of the partition, the rest when the
+process exits (atexit). A cycle's partitions share theirs across processes instead
+(`cycle_deployments.CycleDeploymentPool`): those outlive the process that started them. Every
 container carries labels (`kinitro.deployment=1`, repo, revision, owner process, and the owner's
 own container when the evaluator runs in one), so a new pool removes the leftovers of dead owner
 processes on this host and of owner containers that are gone (a killed run container); by hand:
@@ -98,7 +100,7 @@ class DockerOptions:
     memory: str = "4Gi"  # `4Gi`, `4g`, `512Mi`, `512m` or bytes; there is no swap on top
     pids_limit: int = 256  # processes + threads; a fork bomb stops here
     tmp_size: str = "256Mi"  # the writable /tmp (counts against `memory`)
-    ttl_s: float = 600.0  # a running deployment is reused for this long after it started; 0: never
+    ttl_s: float = 600.0  # a deployment idle this long (since its last use) is removed; 0: never reused
     warmup_timeout_s: float = 300.0
     gpu_count: int = 0  # NVIDIA GPUs per container (a Docker device request); 0: none
     min_gpu_memory_gb: float | None = None  # each of them must have at least this much memory
@@ -132,6 +134,7 @@ class DockerDeployment:
         revision: str | None = None,
         env: dict[str, str] | None = None,
         run_root: Path | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
         self.snapshot_dir = Path(snapshot_dir).absolute()
         if not (self.snapshot_dir / "server.py").is_file():
@@ -145,6 +148,8 @@ class DockerDeployment:
         self.revision = revision or guessed_revision
         self.env = dict(env or {})
         self.run_root = run_root
+        self.extra_labels = dict(labels or {})
+        self.run_dir: Path | None = None  # made by launch() unless set before (a lease lives in it)
         self.socket_path: Path | None = None
         self.container_id: str | None = None
         self.last_log = ""
@@ -176,7 +181,8 @@ class DockerDeployment:
         client = docker_client()
         require_gpus(self.options.gpu_count, self.options.min_gpu_memory_gb)
         mount_source, workdir = policy_mount(self.snapshot_dir)
-        run_dir = Path(tempfile.mkdtemp(prefix="kinitro-policy-", dir=self.run_root or default_run_root()))
+        run_dir = self.run_dir or make_run_dir(self.run_root)
+        self.run_dir = run_dir
         socket_dir = run_dir / "s"  # 0777 so the container's user can bind; run_dir (0700) keeps others out
         socket_dir.mkdir()
         socket_dir.chmod(0o777)
@@ -214,6 +220,20 @@ class DockerDeployment:
             self.repo, (self.revision or "")[:12], self._container.short_id, self.options.image,
             extra={"repo": self.repo, "revision": self.revision, "container": self._container.id},
         )  # fmt: skip
+
+    def attach(self, container: Container, run_dir: Path) -> None:
+        """Take over a running container of this snapshot that another evaluator started (shared deployments)."""
+        self._container, self.container_id, self.run_dir = container, container.id, run_dir
+        self.socket_path = run_dir / "s" / _SOCKET_NAME
+        self._finalizer = weakref.finalize(self, _remove_container, container.id, run_dir, os.getpid())
+        self._pid = _host_pid(container)
+        self._launched_at = time.monotonic()  # a warm-up its starter did not see to the end gets the full timeout
+
+    def detach(self) -> None:
+        """Let the container outlive this object and this process (a shared deployment released for reuse)."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._finalizer, self._container = None, None
 
     def wait_until_healthy(self) -> None:
         try:
@@ -321,6 +341,7 @@ class DockerDeployment:
             "kinitro.revision": self.revision or "",
             "kinitro.owner": owner_id(),
             OWNER_CONTAINER_LABEL: own_container_id() or "",
+            **self.extra_labels,
         }
 
     def _container_name(self) -> str:
@@ -435,6 +456,11 @@ def hub_identity(snapshot_dir: Path) -> tuple[str | None, str | None]:
     return storage.removeprefix("models--").replace("--", "/"), snapshot_dir.name
 
 
+def make_run_dir(run_root: Path | None = None) -> Path:
+    """A new private (0700) directory for one deployment's socket directory and log."""
+    return Path(tempfile.mkdtemp(prefix="kinitro-policy-", dir=run_root or default_run_root()))
+
+
 def default_run_root() -> Path:
     """Where socket directories go: under /dev/shm, so files a policy writes there count against its memory.
 
@@ -453,12 +479,13 @@ def default_run_root() -> Path:
 @dataclass
 class _Entry:
     deployment: DockerDeployment
-    started_at: float
+    last_used: float
     in_use: int = 0
 
 
 class DeploymentPool:
-    """Running docker deployments, reused by (repo, revision, image, limits) for `options.ttl_s`.
+    """Running docker deployments of this process, reused by (repo, revision, image, limits) until
+    idle for `options.ttl_s` (`CycleDeploymentPool` shares them between processes for a cycle).
 
     `acquire` hands out a running deployment of the same snapshot or a new, unstarted one (the
     caller starts it, e.g. with `start_all`); `release` puts them back and tears down those that
@@ -527,6 +554,7 @@ class DeploymentPool:
                     to_stop.append(deployment)
                     continue
                 entry.in_use -= 1
+                entry.last_used = time.monotonic()
                 dead = failed or not deployment.is_alive() or self._expired(entry, deployment.options)
                 if dead and entry.in_use == 0:
                     del self._entries[key]
@@ -560,7 +588,7 @@ class DeploymentPool:
 
     @staticmethod
     def _expired(entry: _Entry, options: DockerOptions) -> bool:
-        return time.monotonic() - entry.started_at >= options.ttl_s
+        return time.monotonic() - entry.last_used >= options.ttl_s
 
     def _close_at_exit(self) -> None:
         if os.getpid() == self._owner_pid:
@@ -654,6 +682,8 @@ def prune_leftovers() -> int:
     host = socket.gethostname()
     here = own_container_id()
     for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+        if container.labels.get("kinitro.scope"):
+            continue  # a cycle's shared deployment: it outlives its starter (cycle_deployments)
         owner_container = container.labels.get(OWNER_CONTAINER_LABEL, "")
         if owner_container and owner_container != here:
             if _container_is_running(client, owner_container):

@@ -2,9 +2,11 @@
 
 A policy that fails to deploy fails its own episodes (`deployment_failed`); the others go on.
 Local mode (the default) starts a subprocess per policy and stops them all at the end. Docker mode
-(`docker=DockerOptions(...)`) takes containers from the process's deployment cache: a running
-container of the same (repo, revision) is reused within its TTL; failed, crashed and expired ones
-are torn down at the end, and all of this partition's if the partition itself fails.
+(`docker=DockerOptions(...)`) takes containers from a deployment pool: with `scope` (the cycle),
+the pool this host's evaluators share for that cycle (`miners.cycle_deployments`), else the
+process's own cache. A running container of the same (repo, revision) is reused until idle past
+its TTL; failed and crashed ones are torn down at the end, and all of this partition's if the
+partition itself fails.
 
 With `runtimes` set, a policy that declares requirements the base runtime lacks runs in its own
 runtime (`kinitro_dagster.miners.runtimes`: a venv, or in docker mode an image on the runner image),
@@ -21,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from kinitro_dagster.miners.cycle_deployments import CycleDeploymentPool, cycle_pool
 from kinitro_dagster.miners.deployments import Deployment, DeploymentError, LocalDeployment, start_all
 from kinitro_dagster.miners.docker_deployment import DeploymentPool, DockerOptions, shared_pool
 from kinitro_dagster.miners.policy_client import ClientSettings
@@ -61,15 +64,20 @@ def evaluate_env_partition(
     max_workers: int | None = None,
     miners_per_worker: int | None = None,
     docker: DockerOptions | None = None,
-    docker_pool: DeploymentPool | None = None,
+    docker_pool: DeploymentPool | CycleDeploymentPool | None = None,
+    scope: str | None = None,
     runtimes: RuntimeSettings | None = None,
 ) -> list[EpisodeRecord]:
     """Every policy plays `seeds` on `env_id`. `docker`: run policies in containers (None: local subprocesses).
 
-    `runtimes`: build (or reuse) each policy's declared runtime first (None: every policy runs in the
-    base runtime, whatever it declares).
+    `scope`: in docker mode, share deployments with this host's other partitions of that scope (a
+    cycle) for as long as they are used (`docker_pool` overrides). `runtimes`: build (or reuse)
+    each policy's declared runtime first (None: every policy runs in the base runtime, whatever it
+    declares).
     """
-    pool = (docker_pool if docker_pool is not None else shared_pool()) if docker is not None else None
+    pool = None
+    if docker is not None:
+        pool = docker_pool if docker_pool is not None else cycle_pool(scope) if scope else shared_pool()
     records: list[EpisodeRecord] = []
     deployments: dict[int, Deployment] = {}
     prepared = prepare_runtimes(policies, runtimes, docker) if runtimes is not None else {}

@@ -24,7 +24,6 @@ import pytest
 
 from kinitro_dagster.miners.deployments import Deployment, DeploymentError, process_is_alive
 from kinitro_dagster.miners.docker_deployment import (
-    LABEL,
     POLICY_UID,
     DeploymentPool,
     DockerDeployment,
@@ -33,7 +32,6 @@ from kinitro_dagster.miners.docker_deployment import (
     default_run_root,
     docker_client,
     hub_identity,
-    owner_id,
     parse_memory,
     policy_mount,
 )
@@ -41,6 +39,7 @@ from kinitro_dagster.miners.hub import fetch_snapshot, publish_to_cache
 from kinitro_dagster.miners.policy_client import ClientSettings, PolicyClient, PolicyError
 from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition
+from tests.miners.conftest import our_containers as _our_containers
 
 REPO = Path(__file__).resolve().parents[2]
 MINERS = REPO / "examples" / "miners"
@@ -83,41 +82,6 @@ def test_snapshot_linking_outside_its_folder_is_refused(tmp_path):
 
 
 # -- fixtures ----------------------------------------------------------------------------------
-
-
-def _docker_ready(image: str) -> bool:
-    try:
-        subprocess.run(["docker", "image", "inspect", image], check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return True
-
-
-@pytest.fixture(scope="session")
-def docker_image() -> Iterator[str]:
-    """A running dockerd with the miner-runner image; made by sim_images/setup-docker.sh if missing."""
-    if not _docker_ready(IMAGE):
-        setup = subprocess.run([str(REPO / "sim_images" / "setup-docker.sh")], capture_output=True, text=True,
-                               env={**os.environ, "KINITRO": str(Path(sys.executable).parent / "kinitro")},
-                               timeout=1200)  # fmt: skip
-        if setup.returncode != 0 or not _docker_ready(IMAGE):
-            pytest.fail(
-                f"docker mode tests need dockerd and {IMAGE}; sim_images/setup-docker.sh (needs root) failed:\n"
-                f"{setup.stdout[-2000:]}\n{setup.stderr[-3000:]}\nFix that, or deselect with -m 'not docker'.",
-                pytrace=False,
-            )
-    yield IMAGE
-    leftovers = _our_containers()
-    assert not leftovers, f"policy containers outlived the tests: {leftovers}"
-
-
-def _our_containers() -> list[str]:
-    """Policy containers started by this test process (other sessions on the machine have their own)."""
-    out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label={LABEL}=1", "--filter", f"label=kinitro.owner={owner_id()}"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return out.split()
 
 
 class RecordingPool(DeploymentPool):
