@@ -86,14 +86,16 @@ def test_what_a_deployment_is_shared_by(tmp_path):
 def test_partitions_of_a_cycle_share_a_deployment_and_a_busy_one_gets_a_replica(docker_image, scope, policy):
     options = DockerOptions(image=docker_image, memory="1Gi", ttl_s=600)
     first, second = CycleDeploymentPool(scope), CycleDeploymentPool(scope)
+    started = time.monotonic()
     _play("metaworld/reach-v3", policy, first, options)
+    print(f"\nfirst env partition, deployment started: {time.monotonic() - started:.2f} s")
     deployed = _ids(scope)
     assert first.counts() == {"started": 1, "reused": 0} and len(deployed) == 1
     assert [c.status for c in _containers(scope)] == ["running"]  # it outlived the partition
 
     started = time.monotonic()
     _play("metaworld/push-v3", policy, second, options)  # another run container, another env
-    print(f"\nsecond env partition, deployment taken over: {time.monotonic() - started:.2f} s")
+    print(f"second env partition, deployment taken over: {time.monotonic() - started:.2f} s")
     assert second.counts() == {"started": 0, "reused": 1} and _ids(scope) == deployed
 
     # While one partition holds it, another of the same cycle gets a replica, never the same server.
