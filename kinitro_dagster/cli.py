@@ -7,6 +7,7 @@ and its `KINITRO_*` variable always mean the same thing.
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -666,6 +667,13 @@ class _FrameSavingEnv:
 )
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Steps per episode (default 500).")
 @click.option("--act-timeout", type=float, default=None, help="Seconds a policy gets per /act (default 0.5).")
+@click.option(
+    "--runtime/--no-runtime",
+    "own_runtime",
+    default=None,
+    help="Serve the policy from the runtime its requirements.txt declares, built or reused as the "
+    "evaluator does (KINITRO_EXECUTOR_MINER_RUNTIMES; default on); off: from this venv.",
+)
 def env_test(
     env_id: str,
     policy_dir: Path,
@@ -676,10 +684,12 @@ def env_test(
     privileged: bool | None,
     max_steps: int | None,
     act_timeout: float | None,
+    own_runtime: bool | None,
 ) -> None:
     """Play episodes of ENV_ID against the policy in --policy, over the real HTTP protocol.
 
     The policy's server runs as a local subprocess: not isolated, so only for policies you trust.
+    It runs in the runtime its requirements declare, as in local eval mode (--no-runtime: this venv).
     Prints success and steps per episode; exits 1 if an episode ended by a policy error.
     """
     from kinitro_dagster.miners.deployments import DeploymentError, LocalDeployment
@@ -707,9 +717,11 @@ def env_test(
         sim = _FrameSavingEnv(sim, save_images)
     click.echo(f"{env_id}: {episodes} episode(s) of {policy_dir} (images {'on' if use_images else 'off'}, "
                f"privileged state {'on' if config.privileged_state else 'off'}, {config.max_steps} steps)")  # fmt: skip
+    python = _policy_python(policy_dir, settings, settings.miner_runtimes if own_runtime is None else own_runtime)
     failures = 0
     try:
-        with LocalDeployment(policy_dir, warmup_timeout_s=settings.miner_deployment_warmup_timeout) as server:
+        with LocalDeployment(policy_dir, python=python,
+                             warmup_timeout_s=settings.miner_deployment_warmup_timeout) as server:
             client = PolicyClient(server.base_url, act_timeout_s=act_timeout or settings.action_timeout)
             with client:
                 successes = 0
@@ -734,6 +746,31 @@ def env_test(
         click.echo(f"frames written under {save_images}/episode_NNN/<camera>_<step>.png")
     if failures:
         raise SystemExit(1)
+
+
+def _policy_python(policy_dir: Path, settings, own_runtime: bool) -> str:
+    """The interpreter that serves the policy: its runtime's (built or reused, as local eval mode
+    does), or this venv's when it declares nothing more, or with --no-runtime."""
+    from kinitro_dagster.miners.runtimes import RuntimeBuildError, RuntimeSettings, ensure_venv_runtime
+    from kinitro_dagster.settings import state_dir
+
+    if not own_runtime:
+        return sys.executable
+    runtime_settings = RuntimeSettings(
+        root=state_dir() / "runtimes", index_url=settings.miner_runtime_index_url,
+        extra_index_url=settings.miner_runtime_extra_index_url, max_size=settings.miner_runtime_max_size,
+        build_timeout_s=settings.miner_runtime_build_timeout,
+    )
+    try:
+        runtime = ensure_venv_runtime(policy_dir, runtime_settings)
+    except RuntimeBuildError as exc:
+        raise click.ClickException(f"the policy's runtime cannot be built: {exc.reason}") from exc
+    if runtime is None:
+        click.echo("runtime: this venv (the policy declares nothing it lacks)")
+        return sys.executable
+    click.echo(f"runtime: {runtime.location} ({'built' if runtime.built else 'reused'} in {runtime.seconds:.1f} s, "
+               f"{len(runtime.pins)} packages)")  # fmt: skip
+    return runtime.python
 
 
 def _describe_episode(record, first_success: int | None) -> str:

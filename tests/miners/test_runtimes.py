@@ -108,6 +108,23 @@ def test_same_requirements_reuse_the_runtime_in_under_a_second(own_runtime, sett
     assert elapsed < 1.0
 
 
+def test_env_test_serves_the_policy_from_its_runtime(own_runtime, runtimes_root, monkeypatch):
+    """`kinitro env test` runs a policy as local eval mode does: in the runtime it declares."""
+    from click.testing import CliRunner
+
+    from kinitro_dagster.cli import main
+
+    policy, runtime = own_runtime
+    monkeypatch.setenv("KINITRO_STATE_DIR", str(runtimes_root.parent))
+    args = ["env", "test", "metaworld/reach-v3", "--policy", str(policy), "--max-steps", "3", "--no-images"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert f"runtime: {runtime.location} (reused" in result.output
+    assert "0/1 episodes succeeded" in result.output
+    without = CliRunner().invoke(main, [*args, "--no-runtime"])  # this venv has no cowsay
+    assert without.exit_code == 1 and f"No module named '{OWN_PACKAGE}'" in without.output, without.output
+
+
 def test_concurrent_builders_of_one_runtime_build_it_once(settings, tmp_path):
     policies = [make_policy(tmp_path, f"p{i}", f"{OWN_PACKAGE}==6.0\n") for i in range(2)]
     results: list = [None, None]
@@ -288,15 +305,19 @@ def test_docker_runtime_is_an_image_layer_shared_by_miners_with_the_same_require
 
         tight = RuntimeSettings(root=settings.root, max_size="100Ki", build_timeout_s=600, build_memory="1Gi")
         dave = published(4, "dave/cowsay", f"{OWN_PACKAGE}==6.0\n")
+        before = runtime_images()  # other runtimes (e.g. a cached torch one) may be on this engine
         with pytest.raises(RuntimeBuildError, match=r"^runtime is 0\.\d MiB, over the 0\.1 MiB limit"):
             ensure_image_runtime(dave.policy_dir, tight, RUNNER_IMAGE)
-        leftovers = subprocess.run(["docker", "images", "-q", "--filter", "label=kinitro.runtime"],
-                                   capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
-        assert leftovers == [subprocess.run(["docker", "images", "-q", runtime.location], capture_output=True,
-                                            text=True, check=True).stdout.strip()]  # the oversized one is gone
+        assert runtime_images() == before  # the oversized one is gone
     finally:
         if runtime is not None:
             subprocess.run(["docker", "image", "rm", runtime.location], capture_output=True)
+
+
+def runtime_images() -> set[str]:
+    out = subprocess.run(["docker", "images", "-q", "--no-trunc", "--filter", "label=kinitro.runtime"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return set(out.split())
 
 
 def test_unreachable_index_is_named_without_its_credentials(tmp_path):
