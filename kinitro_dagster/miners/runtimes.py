@@ -328,6 +328,7 @@ def ensure_runtime(policy_dir: Path, settings: RuntimeSettings, target: Target, 
     known = _read_index(settings.root, key)
     if known is not None and builder.complete(known["id"]):
         _check_size(known.get("size_bytes"), settings)  # the limit may have been lowered since
+        mark_used(settings.root, known["id"])
         return Runtime(known["id"], builder.location(known["id"]), tuple(known["pins"]), built=False,
                        seconds=time.monotonic() - started, size_bytes=known.get("size_bytes"))  # fmt: skip
     deadline = started + settings.build_timeout_s
@@ -339,6 +340,7 @@ def ensure_runtime(policy_dir: Path, settings: RuntimeSettings, target: Target, 
         _check_size(size, settings)
         _write_index(settings.root, key, {"id": runtime_id, "pins": pins, "size_bytes": size,
                                           "declared": declared, "target": target.identity})  # fmt: skip
+        mark_used(settings.root, runtime_id)
     return Runtime(runtime_id, builder.location(runtime_id), tuple(pins), built=built,
                    seconds=time.monotonic() - started, size_bytes=size)  # fmt: skip
 
@@ -597,6 +599,13 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 
 # -- index and locks ----------------------------------------------------------------------------
+
+
+def mark_used(root: Path, runtime_id: str) -> None:
+    """Record that a runtime was just built or reused: `<root>/used/<id>`'s mtime (runtime_store prunes by it)."""
+    used = root / "used"
+    used.mkdir(parents=True, exist_ok=True)
+    (used / runtime_id).touch()
 
 
 def _digest(value: object) -> str:
