@@ -69,9 +69,9 @@ import numpy as np
 import orjson
 from gymnasium import spaces
 
-from kinitro_dagster.miners.policy_client import PolicyError, parse_action
 from kinitro_dagster.miners.policy_client import dump_observation as _act_bytes  # the evaluator's encoder
-from kinitro_dagster.sim.base import OBSERVATION_KEYS, EnvConfig, PolicyAction, make_env
+from kinitro_dagster.protocol import OBSERVATION_KEYS, PolicyAction, PolicyError, parse_action
+from kinitro_dagster.sim.base import EnvConfig, make_env
 from kinitro_dagster.sim.registry import ENV_IDS, validate_env_id
 
 NAMESPACE = "kinitro"

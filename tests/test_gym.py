@@ -23,7 +23,8 @@ from gymnasium.utils.env_checker import check_env
 from metaworld.policies import ENV_POLICY_MAP
 
 from kinitro_dagster.gym import GYM_IDS, KinitroEnv, decode_observation, gym_id
-from kinitro_dagster.miners.policy_client import dump_observation, parse_action
+from kinitro_dagster.miners.policy_client import dump_observation
+from kinitro_dagster.protocol import parse_action
 from kinitro_dagster.sim.base import EnvConfig, StepResult, make_env
 from kinitro_dagster.sim.metaworld import from_metaworld_action
 from kinitro_dagster.sim.registry import ENV_IDS, env_task_name

@@ -19,9 +19,10 @@ from kinitro_dagster.defs.resources import (
 )
 from kinitro_dagster.logs import EXECUTOR_LOGGERS, PACKAGE_LOGGER
 from kinitro_dagster.miners.hub import SnapshotFetchError
+from kinitro_dagster.protocol import ErrorKind
 from kinitro_dagster.settings import describe_environment
-from kinitro_dagster.sim.partition import PolicyUnderTest, failed_episodes
-from kinitro_dagster.warehouse.records import CommitmentStatus, EpisodeRecord
+from kinitro_dagster.sim.partition import PolicyUnderTest
+from kinitro_dagster.warehouse.records import CommitmentStatus, EpisodeRecord, failed_episodes
 
 ROWS_CHECK = "episode_rows_complete"
 
@@ -69,7 +70,7 @@ def episode_results(
             snapshot = hub.fetch(miner.repo, miner.revision)
             policies.append(PolicyUnderTest(miner.uid, snapshot.path, repo=snapshot.repo, revision=snapshot.revision))
         except SnapshotFetchError as exc:
-            unavailable += failed_episodes(miner.uid, seeds, "deployment_failed", str(exc))
+            unavailable += failed_episodes(miner.uid, seeds, ErrorKind.DEPLOYMENT_FAILED, str(exc))
     context.log.info(f"{env_id}: {len(policies)} policies × {len(seeds)} episodes")
     played = evaluator.evaluate(env_id, policies, seeds, config, cycle_key=cycle)
     records = sorted(played + unavailable, key=lambda r: (r.uid, r.episode))

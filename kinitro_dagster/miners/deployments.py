@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
-from kinitro_dagster.miners.policy_client import PolicyClient, PolicyError, unix_socket_url
+from kinitro_dagster.miners.policy_client import PolicyClient, unix_socket_url
+from kinitro_dagster.protocol import PolicyError
 
 logger = logging.getLogger(__name__)
 

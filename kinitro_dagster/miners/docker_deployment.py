@@ -56,7 +56,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kinitro_dagster.miners.deployments import KINITRO_COMPAT_DIR, DeploymentError, process_is_alive
-from kinitro_dagster.miners.policy_client import PolicyClient, PolicyError, unix_socket_url
+from kinitro_dagster.miners.policy_client import PolicyClient, unix_socket_url
+from kinitro_dagster.protocol import PolicyError
 
 if TYPE_CHECKING:
     import docker

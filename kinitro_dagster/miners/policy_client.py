@@ -19,23 +19,13 @@ Requests also come in halves (`send_*`, `poll`, `receive_*`) for a caller that k
 policies busy from one thread, as the rollout's workers do: `poll()` never waits, a response that
 arrives in pieces is collected across polls, and one that arrived before its deadline counts even
 when it is read later.
-
-Action policy (what a policy may send back):
-- `action.continuous.ee_twist`: 6 finite numbers, passed on as given (the environment clips twist
-  to its action space and documents the scale).
-- `action.continuous.gripper`: 1 finite number (a bare number is accepted too); a finite value
-  outside [0, 1] is clipped, because rounding in a policy's output (1.0000001) should not cost an
-  episode and the clipped value is what any actuator would do.
-- Rejected as `bad_action`: a missing key, a wrong length, a non-number, NaN or inf anywhere, and
-  any key in `continuous` other than `ee_twist` and `gripper` (a policy speaking another action
-  schema would otherwise be silently half-obeyed). `discrete` and `extra` are ignored.
+The wire vocabulary (observation keys, `PolicyAction`, `parse_action`, `ErrorKind`) lives in
+`kinitro_dagster.protocol`.
 """
 
 from __future__ import annotations
 
-import enum
 import json
-import math
 import socket
 import struct
 import time
@@ -44,41 +34,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-import numpy as np
 import orjson
 
-from kinitro_dagster.sim.base import PolicyAction
+from kinitro_dagster.protocol import ErrorKind, PolicyAction, PolicyError, parse_action
 
 # Longest response head we read before calling the response too large (uvicorn sends ~150 bytes).
 _MAX_HEADER_BYTES = 16 * 1024
 _RECV_BYTES = 64 * 1024
 _SNIPPET_CHARS = 200
-_CONTINUOUS_KEYS = frozenset({"ee_twist", "gripper"})
 UNIX_SCHEME = "http+unix"  # http+unix://%2Frun%2Fpolicy.sock: HTTP over a Unix socket
 # After a connection error, how long a dying server process gets to show up as gone.
 _CRASH_GRACE_S = 0.2
-
-
-class ErrorKind(enum.StrEnum):
-    """Why an episode ended early; stored in `episodes.error_kind`."""
-
-    TIMEOUT = "timeout"
-    CONNECTION_ERROR = "connection_error"  # refused, reset or closed by the server
-    HTTP_ERROR = "http_error"  # non-2xx status
-    INVALID_JSON = "invalid_json"
-    BAD_ACTION = "bad_action"  # missing keys, wrong shapes, non-finite values, unknown keys
-    RESPONSE_TOO_LARGE = "response_too_large"
-    CRASHED = "crashed"  # the policy server process is gone
-    EVALUATOR_ERROR = "evaluator_error"  # our side failed (env error, worker crash): not the miner's fault
-
-
-class PolicyError(Exception):
-    """A policy misbehaved or could not be reached. `kind` is an `ErrorKind` value."""
-
-    def __init__(self, kind: ErrorKind | str, message: str) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind = ErrorKind(kind)
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -587,47 +553,3 @@ def _decode_json(body: bytes, what: str) -> object:
     except (ValueError, UnicodeDecodeError) as error:
         snippet = body[:_SNIPPET_CHARS].decode("utf-8", "replace")
         raise PolicyError(ErrorKind.INVALID_JSON, f"{what} body is not JSON ({error}): {snippet!r}") from None
-
-
-def parse_action(payload: object) -> PolicyAction:
-    """Validate an `/act` response body (see the module docstring for what is accepted)."""
-    action = payload.get("action") if isinstance(payload, dict) else None
-    continuous = action.get("continuous") if isinstance(action, dict) else None
-    if not isinstance(continuous, dict):
-        raise PolicyError(ErrorKind.BAD_ACTION, "response has no action.continuous object")
-    unknown = continuous.keys() - _CONTINUOUS_KEYS
-    if unknown:
-        raise PolicyError(
-            ErrorKind.BAD_ACTION,
-            f"unknown keys in action.continuous: {sorted(unknown)}; expected only ee_twist[6] and gripper[1]",
-        )
-    twist = _numbers(continuous.get("ee_twist"), 6, "ee_twist")
-    gripper_value = continuous.get("gripper")
-    if _is_number(gripper_value):
-        gripper_value = [gripper_value]
-    gripper = float(_numbers(gripper_value, 1, "gripper")[0])
-    return PolicyAction(ee_twist=np.array(twist, dtype=np.float64), gripper=min(max(gripper, 0.0), 1.0))
-
-
-def _is_number(value: object) -> bool:
-    return type(value) in _NUMBER_TYPES  # JSON numbers decode to exactly int or float; bool is excluded
-
-
-_NUMBER_TYPES = frozenset({int, float})
-
-
-def _numbers(value: object, length: int, name: str) -> list[float]:
-    """`value` if it is a list of `length` finite numbers; otherwise a bad_action saying why."""
-    if type(value) is not list or len(value) != length:
-        shape = f"list of {len(value)}" if isinstance(value, list) else type(value).__name__
-        raise PolicyError(ErrorKind.BAD_ACTION, f"action.continuous.{name} must be {length} numbers, got {shape}")
-    # Fast path first (this runs on every step); the loops below only name the offender.
-    if not set(map(type, value)) <= _NUMBER_TYPES:
-        item = next(item for item in value if not _is_number(item))
-        raise PolicyError(ErrorKind.BAD_ACTION, f"action.continuous.{name} holds a non-number {item!r}")
-    try:
-        if all(map(math.isfinite, value)):
-            return value
-    except OverflowError:  # an integer beyond float range
-        pass
-    raise PolicyError(ErrorKind.BAD_ACTION, f"action.continuous.{name} holds a non-finite value: {value!r}")

@@ -12,12 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
-
+from kinitro_dagster.protocol import PolicyAction
 from kinitro_dagster.sim.registry import ENV_IDS, env_family
-
-# The keys of Kinitro's `Observation` model, which forbids any other key.
-OBSERVATION_KEYS: tuple[str, ...] = ("rgb", "depth", "proprio", "cam_intrinsics", "cam_extrinsics", "extra")
 
 
 @dataclass(frozen=True)
@@ -30,12 +26,6 @@ class EnvConfig:
     # Success is latched, so steps after the first success cannot change the outcome; ending the
     # episode there saves most of a good policy's time. Off: every episode runs max_steps.
     stop_on_success: bool = True
-
-
-@dataclass(frozen=True)
-class PolicyAction:
-    ee_twist: np.ndarray  # shape (6,), float; linear part [:3] drives the end effector
-    gripper: float  # [0, 1]; 1 = closed
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,8 @@ import metaworld
 import mujoco
 import numpy as np
 
-from kinitro_dagster.sim.base import EnvConfig, PolicyAction, StepResult
+from kinitro_dagster.protocol import PolicyAction
+from kinitro_dagster.sim.base import EnvConfig, StepResult
 from kinitro_dagster.sim.metaworld_fast import accelerate
 from kinitro_dagster.sim.registry import METAWORLD_ENV_IDS, env_task_name, normalize_env_id
 

@@ -34,9 +34,10 @@ from kinitro_dagster.miners.runtimes import (
     ensure_image_runtime,
     ensure_venv_runtime,
 )
+from kinitro_dagster.protocol import ErrorKind
 from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.rollout import MinerTarget, evaluate_partition
-from kinitro_dagster.warehouse.records import EpisodeRecord
+from kinitro_dagster.warehouse.records import EpisodeRecord, failed_episodes
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ def evaluate_env_partition(
     for policy in policies:
         runtime = prepared.get(policy.uid)
         if isinstance(runtime, RuntimeBuildError):
-            records += failed_episodes(policy.uid, seeds, "deployment_failed", f"runtime not built: {runtime.reason}")
+            reason = f"runtime not built: {runtime.reason}"
+            records += failed_episodes(policy.uid, seeds, ErrorKind.DEPLOYMENT_FAILED, reason)
             continue
         try:
             if pool is not None and docker is not None:
@@ -96,7 +98,7 @@ def evaluate_env_partition(
                 deployments[policy.uid] = LocalDeployment(policy.policy_dir, python=python,
                                                           warmup_timeout_s=warmup_timeout_s)
         except DeploymentError as exc:  # not a miner template directory, a snapshot unusable in a container
-            records += failed_episodes(policy.uid, seeds, "deployment_failed", str(exc))
+            records += failed_episodes(policy.uid, seeds, ErrorKind.DEPLOYMENT_FAILED, str(exc))
     failed: dict[int, DeploymentError] = {}
     ok = False
     try:
@@ -105,7 +107,7 @@ def evaluate_env_partition(
         errors = start_all(list(fresh.values()))
         failed = {uid: error for uid, error in zip(fresh, errors, strict=True) if error is not None}
         for uid, error in failed.items():
-            records += failed_episodes(uid, seeds, "deployment_failed", str(error))
+            records += failed_episodes(uid, seeds, ErrorKind.DEPLOYMENT_FAILED, str(error))
         targets = [MinerTarget(uid=uid, base_url=d.base_url, pid=d.pid)
                    for uid, d in deployments.items() if uid not in failed]
         if targets:
@@ -154,10 +156,3 @@ def prepare_runtimes(
     with ThreadPoolExecutor(max_workers=min(_PARALLEL_RUNTIME_BUILDS, len(policies)),
                             thread_name_prefix="runtime") as builders:  # fmt: skip
         return dict(zip([p.uid for p in policies], builders.map(one, policies), strict=True))
-
-
-def failed_episodes(uid: int, seeds: list[int], error_kind: str, reason: str) -> list[EpisodeRecord]:
-    """Episodes that never ran, recorded as failures so the miner's row count stays complete."""
-    return [EpisodeRecord(uid=uid, episode=i, seed=seed, success=False, total_reward=0.0, steps=0,
-                          wall_seconds=0.0, error_kind=error_kind, error=reason[:2000])
-            for i, seed in enumerate(seeds)]

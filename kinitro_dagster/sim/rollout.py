@@ -37,17 +37,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from kinitro_dagster.miners.deployments import process_is_alive
-from kinitro_dagster.miners.policy_client import ClientSettings, ErrorKind, PolicyClient, PolicyError
+from kinitro_dagster.miners.policy_client import ClientSettings, PolicyClient
+from kinitro_dagster.protocol import ErrorKind, PolicyError
 from kinitro_dagster.sim.base import EnvConfig, SimEnv, StepResult, make_env
 from kinitro_dagster.sim.registry import validate_env_id
-from kinitro_dagster.warehouse.records import EpisodeRecord
+from kinitro_dagster.warehouse.records import ERROR_TEXT_CHARS, EpisodeRecord, failed_episodes
 
 logger = logging.getLogger(__name__)
 
 EnvFactory = Callable[[str, EnvConfig | None], SimEnv]
 OnStep = Callable[[int, StepResult], None]
 
-_ERROR_TEXT_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def play_episode(
         steps=steps,
         wall_seconds=time.perf_counter() - started,
         error_kind=error_kind,
-        error=error[:_ERROR_TEXT_CHARS] if error else None,
+        error=error[:ERROR_TEXT_CHARS] if error else None,
         latency_p50_ms=p50,
         latency_p99_ms=p99,
     )
@@ -189,21 +189,6 @@ def _latency_percentiles_ms(latencies: list[float]) -> tuple[float | None, float
         return None, None
     p50, p99 = np.percentile(latencies, [50, 99])
     return float(p50) * 1e3, float(p99) * 1e3
-
-
-def failed_episode(uid: int, episode: int, seed: int, kind: ErrorKind, error: str) -> EpisodeRecord:
-    """An episode that never ran (dead server, broken worker): a failure with zero steps."""
-    return EpisodeRecord(
-        uid=uid,
-        episode=episode,
-        seed=seed,
-        success=False,
-        total_reward=0.0,
-        steps=0,
-        wall_seconds=0.0,
-        error_kind=kind.value,
-        error=error[:_ERROR_TEXT_CHARS],
-    )
 
 
 # -- one miner ------------------------------------------------------------------------------------
@@ -265,7 +250,7 @@ def _client_for(base_url: str, settings: ClientSettings | None, pid: int | None)
 
 def _skip_crashed(uid: int, seeds: Sequence[int], *, start: int) -> list[EpisodeRecord]:
     reason = "policy server process is gone; episode not played"
-    return [failed_episode(uid, i, seeds[i], ErrorKind.CRASHED, reason) for i in range(start, len(seeds))]
+    return failed_episodes(uid, seeds, ErrorKind.CRASHED, reason, start=start)
 
 
 # -- one partition --------------------------------------------------------------------------------
@@ -523,7 +508,7 @@ class _Lanes:
 
 
 def _evaluator_failures(uid: int, seeds: Sequence[int], reason: str) -> list[EpisodeRecord]:
-    return [failed_episode(uid, i, seed, ErrorKind.EVALUATOR_ERROR, reason) for i, seed in enumerate(seeds)]
+    return failed_episodes(uid, seeds, ErrorKind.EVALUATOR_ERROR, reason)
 
 
 class _Worker:

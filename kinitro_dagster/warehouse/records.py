@@ -7,6 +7,7 @@ the tests can build them directly.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 
@@ -93,6 +94,19 @@ class EpisodeRecord:
     error: str | None = None
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
+
+
+# What an episode row keeps of its error text (a deployment failure carries the server's log tail).
+ERROR_TEXT_CHARS = 2000
+
+
+def failed_episodes(uid: int, seeds: Sequence[int], error_kind: str, reason: str, *,
+                    start: int = 0) -> list[EpisodeRecord]:  # fmt: skip
+    """Episodes `start`.. of `seeds` that never ran (no deployment, a dead server, a broken
+    worker), recorded as zero-step failures so the miner's row count stays complete."""
+    return [EpisodeRecord(uid=uid, episode=i, seed=seeds[i], success=False, total_reward=0.0, steps=0,
+                          wall_seconds=0.0, error_kind=str(error_kind), error=reason[:ERROR_TEXT_CHARS])
+            for i in range(start, len(seeds))]  # fmt: skip
 
 
 @dataclass(frozen=True)

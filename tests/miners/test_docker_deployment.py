@@ -36,7 +36,8 @@ from kinitro_dagster.miners.docker_deployment import (
     policy_mount,
 )
 from kinitro_dagster.miners.hub import fetch_snapshot, publish_to_cache
-from kinitro_dagster.miners.policy_client import ClientSettings, PolicyClient, PolicyError
+from kinitro_dagster.miners.policy_client import ClientSettings, PolicyClient
+from kinitro_dagster.protocol import PolicyError
 from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition
 from tests.miners.conftest import our_containers as _our_containers

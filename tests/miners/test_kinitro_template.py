@@ -25,8 +25,9 @@ import pytest
 
 from kinitro_dagster.miners import deployments
 from kinitro_dagster.miners.deployments import KINITRO_COMPAT_DIR, DeploymentError, LocalDeployment
-from kinitro_dagster.miners.policy_client import PolicyClient, parse_action
-from kinitro_dagster.sim.base import OBSERVATION_KEYS, EnvConfig
+from kinitro_dagster.miners.policy_client import PolicyClient
+from kinitro_dagster.protocol import OBSERVATION_KEYS, parse_action
+from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.metaworld import MetaWorldEnv
 from kinitro_dagster.sim.rollout import run_episode
 

@@ -19,7 +19,8 @@ from kinitro_dagster.miners.deployments import (
     process_is_alive,
     start_all,
 )
-from kinitro_dagster.miners.policy_client import PolicyClient, PolicyError
+from kinitro_dagster.miners.policy_client import PolicyClient
+from kinitro_dagster.protocol import PolicyError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
 REPO = Path(__file__).resolve().parents[2]

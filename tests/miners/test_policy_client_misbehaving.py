@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from kinitro_dagster.miners.deployments import LocalDeployment
-from kinitro_dagster.miners.policy_client import ErrorKind, PolicyClient, PolicyError, parse_action
+from kinitro_dagster.miners.policy_client import PolicyClient
+from kinitro_dagster.protocol import ErrorKind, PolicyError, parse_action
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
 TASK_CONFIG = {"env_id": "metaworld/reach-v3", "env_name": "metaworld", "task_name": "reach-v3", "task_id": 0}

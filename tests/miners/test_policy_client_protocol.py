@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from kinitro_dagster.miners.deployments import LocalDeployment
-from kinitro_dagster.miners.policy_client import ErrorKind, PolicyClient, PolicyError, dump_observation, unix_socket_url
+from kinitro_dagster.miners.policy_client import PolicyClient, dump_observation, unix_socket_url
+from kinitro_dagster.protocol import ErrorKind, PolicyError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
 TRIVIAL_TEMPLATE_POLICY = Path(__file__).resolve().parents[2] / "benchmarks" / "policies" / "trivial"

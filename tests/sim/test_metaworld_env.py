@@ -16,7 +16,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from kinitro_dagster.sim.base import OBSERVATION_KEYS, EnvConfig, PolicyAction, make_env
+from kinitro_dagster.protocol import OBSERVATION_KEYS, PolicyAction
+from kinitro_dagster.sim.base import EnvConfig, make_env
 from kinitro_dagster.sim.metaworld import METAWORLD_HAND_STEP_M, MetaWorldEnv
 from kinitro_dagster.sim.registry import validate_env_id
 
@@ -294,7 +295,8 @@ def test_seed_must_be_a_non_negative_integer(reach_state_only: MetaWorldEnv) -> 
 
 _RSS_SCRIPT = """
 import numpy as np
-from kinitro_dagster.sim.base import EnvConfig, PolicyAction
+from kinitro_dagster.protocol import PolicyAction
+from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.metaworld import MetaWorldEnv
 with MetaWorldEnv("metaworld/pick-place-v3", EnvConfig(privileged_state=True)) as env:
     for seed in range(3):

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from kinitro_dagster.miners.deployments import LocalDeployment
-from kinitro_dagster.miners.policy_client import ClientSettings, ErrorKind
-from kinitro_dagster.sim.base import EnvConfig, PolicyAction, SimEnv, StepResult, make_env
+from kinitro_dagster.miners.policy_client import ClientSettings
+from kinitro_dagster.protocol import ErrorKind, PolicyAction
+from kinitro_dagster.sim.base import EnvConfig, SimEnv, StepResult, make_env
 from kinitro_dagster.sim.rollout import MinerTarget, evaluate_miner, evaluate_partition
 
 os.environ.setdefault("MUJOCO_GL", "egl")
