@@ -11,7 +11,9 @@ Not part of the code location's Definitions: deploy/dagster.yaml names this clas
 instance's run coordinator, so the webserver and the daemon load it (the evaluator image has it).
 Runs reach the queue from the cycle automation, sensors, UI launches, job and asset backfills and
 run retries; all of them pass through `submit_run`, so all of them get the tag, which a
-per-partition tag function on a job would give only to that job's own runs.
+per-partition tag function on a job would give only to that job's own runs. A family the config's
+`tag_concurrency_limits` do not name gets the budget its registry entry gives
+(`EnvFamily.max_concurrent_runs`).
 """
 
 import logging
@@ -21,7 +23,7 @@ import dagster as dg
 from dagster._core.storage.tags import MAX_RUNTIME_SECONDS_TAG
 
 from kinitro_dagster.settings import ExecutorSettings, SchedulerSettings
-from kinitro_dagster.sim.registry import env_family, partition_key_to_env_id
+from kinitro_dagster.sim.registry import env_family, families, partition_key_to_env_id
 
 ENV_FAMILY_TAG = "kinitro/env_family"
 EXECUTOR_ID_TAG = "kinitro/executor_id"
@@ -54,6 +56,15 @@ def settings_tags(run_tags: dict[str, str], executor: ExecutorSettings, schedule
     return tags
 
 
+def family_budgets(limits: list[dict]) -> list[dict]:
+    """`limits` plus, for each registered family they do not limit, the registry's budget."""
+    configured = {limit.get("value") for limit in limits if limit.get("key") == ENV_FAMILY_TAG}
+    added = [{"key": ENV_FAMILY_TAG, "value": family.name, "limit": family.max_concurrent_runs}
+             for family in families().values()
+             if family.max_concurrent_runs is not None and family.name not in configured]  # fmt: skip
+    return [*limits, *added]
+
+
 class EnvFamilyRunCoordinator(dg.QueuedRunCoordinator):
     """QueuedRunCoordinator (same config) that tags each episode-partition run with its env family
     before the run is queued, so `tag_concurrency_limits` on `kinitro/env_family` apply to it, and
@@ -66,6 +77,7 @@ class EnvFamilyRunCoordinator(dg.QueuedRunCoordinator):
             kwargs["max_concurrent_runs"] = self._executor.batch_size
         if self._executor.poll_interval_seconds is not None:
             kwargs["dequeue_interval_seconds"] = self._executor.poll_interval_seconds
+        kwargs["tag_concurrency_limits"] = family_budgets(kwargs.get("tag_concurrency_limits") or [])
         super().__init__(*args, **kwargs)
 
     def submit_run(self, context: dg.SubmitRunContext) -> dg.DagsterRun:

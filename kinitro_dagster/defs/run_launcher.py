@@ -9,8 +9,9 @@ instance's run launcher, so the daemon and the webserver load it (the evaluator 
   `env_vars` the config lists. A setting the operator adds later needs no edit here: there is no
   hand-kept list to forget it in.
 - Image: `KINITRO_EXECUTOR_EVAL_IMAGES` (`{"family": "image"}`) picks the image of each episode
-  run from its `kinitro/env_family` tag (set by EnvFamilyRunCoordinator when it was queued);
-  other runs, and families without an entry, use the config's `image`.
+  run from its `kinitro/env_family` tag (set by EnvFamilyRunCoordinator when it was queued), else
+  the family's registry entry (`EnvFamily.image`); other runs, and families with neither, use the
+  config's `image`.
 - Memory: `KINITRO_EXECUTOR_EVAL_MEM_LIMIT` (the guide's `KINITRO_BACKEND_EVAL_MEM_LIMIT`) is the
   run container's memory limit, unless container_kwargs set `mem_limit` themselves.
 """
@@ -25,12 +26,17 @@ from dagster_docker.container_context import DockerContainerContext
 
 from kinitro_dagster.defs.run_coordinator import ENV_FAMILY_TAG
 from kinitro_dagster.settings import ExecutorSettings, check_environment, forwarded_variables
+from kinitro_dagster.sim.registry import families
 
 
 def run_image(default_image: str, run_tags: dict[str, str], eval_images: dict[str, str]) -> str:
-    """The image a run's container starts from: its env family's, else the default."""
+    """The image a run's container starts from: its env family's (the operator's, else the
+    registry's), else the default."""
     family = run_tags.get(ENV_FAMILY_TAG)
-    return eval_images.get(family, default_image) if family else default_image
+    if not family:
+        return default_image
+    registered = families().get(family)
+    return eval_images.get(family) or (registered.image if registered else None) or default_image
 
 
 class KinitroDockerRunLauncher(DockerRunLauncher):

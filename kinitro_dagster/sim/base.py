@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kinitro_dagster.protocol import PolicyAction
-from kinitro_dagster.sim.registry import ENV_IDS, env_family
+from kinitro_dagster.sim.registry import all_env_ids, env_family, family_of, normalize_env_id
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,11 @@ class SimEnv(Protocol):
 
 
 def make_env(env_id: str, config: EnvConfig | None = None) -> SimEnv:
-    """Build the env for `env_id`, dispatching on its family (`metaworld/...`)."""
-    family = env_family(env_id)
-    if family == "metaworld":
-        # Imported here so that importing `sim` does not load MuJoCo.
-        from kinitro_dagster.sim.metaworld import MetaWorldEnv
-
-        return MetaWorldEnv(env_id, config)
-    known = ", ".join(ENV_IDS)
-    raise ValueError(f"no simulator for env id {env_id!r} (family {family!r}); known env ids: {known}")
+    """Build the env for `env_id` with its family's class (the registry's entry point)."""
+    try:
+        family = family_of(env_id)
+    except ValueError:
+        known = ", ".join(all_env_ids())
+        raise ValueError(f"no simulator for env id {env_id!r} (family {env_family(env_id)!r}); "
+                         f"known env ids: {known}") from None
+    return family.env_class()(normalize_env_id(env_id), config)

@@ -40,7 +40,7 @@ from kinitro_dagster.miners.deployments import process_is_alive
 from kinitro_dagster.miners.policy_client import ClientSettings, PolicyClient
 from kinitro_dagster.protocol import ErrorKind, PolicyError
 from kinitro_dagster.sim.base import EnvConfig, SimEnv, StepResult, make_env
-from kinitro_dagster.sim.registry import validate_env_id
+from kinitro_dagster.sim.registry import preload_modules, validate_env_id
 from kinitro_dagster.warehouse.records import ERROR_TEXT_CHARS, EpisodeRecord, failed_episodes
 
 logger = logging.getLogger(__name__)
@@ -329,7 +329,7 @@ def usable_cores() -> int:
 
 # Imported once by the fork server, so that a new worker starts in milliseconds instead of paying
 # ~5 s (more on a loaded host) of MuJoCo, MetaWorld and NumPy imports. Failed imports are skipped.
-_WORKER_PRELOAD = ["kinitro_dagster.sim.rollout", "kinitro_dagster.sim.metaworld"]
+_WORKER_PRELOAD = ["kinitro_dagster.sim.rollout", *preload_modules()]
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
