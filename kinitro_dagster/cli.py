@@ -721,8 +721,8 @@ def env_test(
     failures = 0
     try:
         with LocalDeployment(policy_dir, python=python,
-                             warmup_timeout_s=settings.miner_deployment_warmup_timeout) as server:
-            client = PolicyClient(server.base_url, act_timeout_s=act_timeout or settings.action_timeout)
+                             warmup_timeout=settings.miner_deployment_warmup_timeout) as server:
+            client = PolicyClient(server.base_url, action_timeout=act_timeout or settings.action_timeout)
             with client:
                 successes = 0
                 for episode in range(episodes):

@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -301,3 +301,9 @@ def describe_environment(environ: Mapping[str, str] | None = None) -> dict[str, 
     """Every KINITRO_* variable of this process, secrets masked: what a run shows it was given."""
     environ = os.environ if environ is None else environ
     return {name: masked(name, environ[name]) for name in sorted(environ) if name.startswith(PREFIX)}
+
+
+def executor_default(name: str) -> Any:
+    """The default of `ExecutorSettings.<name>`: what code below the settings uses when no value is
+    passed, so that each setting has its default in one place."""
+    return ExecutorSettings.model_fields[name].get_default(call_default_factory=True)

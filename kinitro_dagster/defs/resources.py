@@ -97,41 +97,59 @@ class CycleConfig(dg.ConfigurableResource):
         return episode_seeds(self.seed_secret, block_hash, env_id, count)
 
 
+# The settings class holds every default; the Evaluator's fields take them from it.
+_DEFAULTS = {name: field.get_default(call_default_factory=True)
+             for name, field in ExecutorSettings.model_fields.items()}  # fmt: skip
+# Per host, not recorded per cycle: shown in each episode partition's metadata.
+_RUN_SETTINGS = {
+    "eval_mode", "max_workers", "miners_per_worker", "miner_deployment_image", "miner_deployment_cpu",
+    "miner_deployment_memory", "miner_deployment_ttl_seconds", "miner_deployment_gpu_count",
+    "miner_deployment_warmup_timeout", "miner_runtimes", "miner_runtime_index_url", "miner_runtime_extra_index_url",
+    "miner_runtime_max_size", "miner_runtime_build_timeout",
+}
+
+
 class Evaluator(dg.ConfigurableResource):
     """Deploys the cycle's policies and plays their episodes on one env.
 
-    `eval_mode`: "local" runs each policy as a subprocess (not isolated: development and the demo);
-    "docker" runs it sandboxed in the miner-runner image (`kinitro env build miner`), with the
-    `miner_*` limits; the partitions of a cycle on one Docker host share a (repo, revision)'s
-    container until it has been idle for `miner_ttl_s` or the cycle is scored (`retire_deployments`).
-    `miner_runtimes`: a policy's declared requirements are installed (wheels only, resolved by uv
-    from `miner_runtime_index_url`) into a shared runtime under `<state dir>/runtimes` before it is deployed.
-    The episode settings here (steps, timeouts, images, privileged state) are what a *new* cycle
-    records; a cycle's episodes always play with the settings its own record holds.
+    Its fields are `ExecutorSettings` fields (`KINITRO_EXECUTOR_<NAME>`), with the same names and the
+    settings' defaults. `eval_mode`: "local" runs each policy as a subprocess (not isolated:
+    development and the demo); "docker" runs it sandboxed in the miner-runner image
+    (`kinitro env build miner`) with the `miner_deployment_*` limits; the partitions of a cycle on
+    one Docker host share a (repo, revision)'s container until it has been idle for
+    `miner_deployment_ttl_seconds` or the cycle is scored (`retire_deployments`). `miner_runtimes`:
+    a policy's declared requirements are installed (wheels only, resolved by uv from
+    `miner_runtime_index_url`) into a shared runtime under `<state dir>/runtimes` before it is
+    deployed. The episode settings here (steps, timeouts, images, privileged state) are what a
+    *new* cycle records; a cycle's episodes always play with the settings its own record holds.
     """
 
-    eval_mode: str = "local"
-    max_timesteps: int = 500
-    action_timeout_s: float = 0.5
-    use_images: bool = True
-    privileged_state: bool = False
-    max_workers: int | None = None
-    # Miners a worker plays at once, stepping one env while other policies compute (None: 2 without
-    # images, 1 with them).
-    miners_per_worker: int | None = None
-    warmup_timeout_s: float = 120.0
-    eval_timeout_s: float = 300.0  # one episode's wall-clock budget
-    miner_image: str = "kinitro/miner-runner:v1"
-    miner_cpus: float = 1.0
-    miner_memory: str = "4Gi"
-    miner_ttl_s: float = 600.0
-    miner_gpu_count: int = 0
-    miner_min_gpu_memory_gb: float | None = None
-    miner_runtimes: bool = True
-    miner_runtime_index_url: str = "https://pypi.org/simple"
-    miner_runtime_extra_index_url: str | None = None
-    miner_runtime_max_size: str = "6Gi"
-    miner_runtime_build_timeout: float = 1800.0
+    eval_mode: str = _DEFAULTS["eval_mode"]
+    max_timesteps: int = _DEFAULTS["max_timesteps"]
+    action_timeout: float = _DEFAULTS["action_timeout"]
+    eval_timeout: float = _DEFAULTS["eval_timeout"]  # one episode's wall-clock budget
+    use_images: bool = _DEFAULTS["use_images"]
+    privileged_state: bool = _DEFAULTS["privileged_state"]
+    max_workers: int | None = _DEFAULTS["max_workers"]
+    # Miners a worker plays at once, stepping one env while other policies compute.
+    miners_per_worker: int | None = _DEFAULTS["miners_per_worker"]
+    miner_deployment_warmup_timeout: float = _DEFAULTS["miner_deployment_warmup_timeout"]
+    miner_deployment_image: str = _DEFAULTS["miner_deployment_image"]
+    miner_deployment_cpu: float = _DEFAULTS["miner_deployment_cpu"]
+    miner_deployment_memory: str = _DEFAULTS["miner_deployment_memory"]
+    miner_deployment_ttl_seconds: float = _DEFAULTS["miner_deployment_ttl_seconds"]
+    miner_deployment_gpu_count: int = _DEFAULTS["miner_deployment_gpu_count"]
+    miner_deployment_min_gpu_memory_gb: float | None = _DEFAULTS["miner_deployment_min_gpu_memory_gb"]
+    miner_runtimes: bool = _DEFAULTS["miner_runtimes"]
+    miner_runtime_index_url: str = _DEFAULTS["miner_runtime_index_url"]
+    miner_runtime_extra_index_url: str | None = _DEFAULTS["miner_runtime_extra_index_url"]
+    miner_runtime_max_size: str = _DEFAULTS["miner_runtime_max_size"]
+    miner_runtime_build_timeout: float = _DEFAULTS["miner_runtime_build_timeout"]
+
+    @classmethod
+    def from_settings(cls, executor: ExecutorSettings) -> Evaluator:
+        """The evaluator of these settings: every field copied by name."""
+        return cls(**executor.model_dump(include=set(cls.model_fields)))
 
     def docker_options(self) -> DockerOptions | None:
         """Container settings in docker mode; None in local mode."""
@@ -141,9 +159,11 @@ class Evaluator(dg.ConfigurableResource):
             raise ValueError(
                 f"eval mode {self.eval_mode!r} is unknown; set KINITRO_EXECUTOR_EVAL_MODE to local or docker"
             )
-        return DockerOptions(image=self.miner_image, cpus=self.miner_cpus, memory=self.miner_memory,
-                             ttl_s=self.miner_ttl_s, warmup_timeout_s=self.warmup_timeout_s,
-                             gpu_count=self.miner_gpu_count, min_gpu_memory_gb=self.miner_min_gpu_memory_gb)
+        return DockerOptions(image=self.miner_deployment_image, cpus=self.miner_deployment_cpu,
+                             memory=self.miner_deployment_memory, ttl_s=self.miner_deployment_ttl_seconds,
+                             warmup_timeout=self.miner_deployment_warmup_timeout,
+                             gpu_count=self.miner_deployment_gpu_count,
+                             min_gpu_memory_gb=self.miner_deployment_min_gpu_memory_gb)  # fmt: skip
 
     def runtime_settings(self) -> RuntimeSettings | None:
         """How per-miner runtimes are built; None when they are off (every policy runs in the base runtime)."""
@@ -153,22 +173,12 @@ class Evaluator(dg.ConfigurableResource):
             root=state_dir() / "runtimes",
             index_url=self.miner_runtime_index_url, extra_index_url=self.miner_runtime_extra_index_url or None,
             max_size=self.miner_runtime_max_size, build_timeout_s=self.miner_runtime_build_timeout,
-            build_cpus=self.miner_cpus, build_memory=self.miner_memory,
+            build_cpus=self.miner_deployment_cpu, build_memory=self.miner_deployment_memory,
         )
 
     def run_settings(self) -> dict[str, object]:
         """What this process deploys and runs with (not recorded per cycle: it is per host)."""
-        return {
-            "eval_mode": self.eval_mode, "max_workers": self.max_workers, "miners_per_worker": self.miners_per_worker,
-            "miner_deployment_image": self.miner_image, "miner_deployment_cpu": self.miner_cpus,
-            "miner_deployment_memory": self.miner_memory, "miner_deployment_ttl_seconds": self.miner_ttl_s,
-            "miner_deployment_gpu_count": self.miner_gpu_count,
-            "miner_deployment_warmup_timeout": self.warmup_timeout_s,
-            "miner_runtimes": self.miner_runtimes, "miner_runtime_index_url": self.miner_runtime_index_url,
-            "miner_runtime_extra_index_url": self.miner_runtime_extra_index_url,
-            "miner_runtime_max_size": self.miner_runtime_max_size,
-            "miner_runtime_build_timeout": self.miner_runtime_build_timeout,
-        }
+        return self.model_dump(include=_RUN_SETTINGS)
 
     def evaluate(
         self,
@@ -184,8 +194,8 @@ class Evaluator(dg.ConfigurableResource):
                                privileged_state=cycle.privileged_state)
         return evaluate_env_partition(
             env_id, policies, seeds, env_config,
-            client_settings=ClientSettings(act_timeout_s=cycle.action_timeout),
-            warmup_timeout_s=self.warmup_timeout_s, episode_timeout_s=cycle.eval_timeout,
+            client_settings=ClientSettings(action_timeout=cycle.action_timeout),
+            warmup_timeout=self.miner_deployment_warmup_timeout, eval_timeout=cycle.eval_timeout,
             max_workers=self.max_workers, miners_per_worker=self.miners_per_worker, docker=self.docker_options(),
             scope=cycle_key, runtimes=self.runtime_settings(),
         )
@@ -202,7 +212,7 @@ def cycle_configuration(env_ids: Sequence[str], cycle_config: CycleConfig, evalu
     return CycleConfiguration(
         env_ids=tuple(env_ids), episodes_per_env=cycle_config.episodes_per_env,
         eval_interval_blocks=cycle_config.eval_interval_blocks, max_timesteps=evaluator.max_timesteps,
-        action_timeout=evaluator.action_timeout_s, eval_timeout=evaluator.eval_timeout_s,
+        action_timeout=evaluator.action_timeout, eval_timeout=evaluator.eval_timeout,
         use_images=evaluator.use_images, privileged_state=evaluator.privileged_state,
         pareto_temperature=cycle_config.pareto_temperature, cycle_timeout_seconds=cycle_config.cycle_timeout_seconds,
         code_version=code_version(),
@@ -249,19 +259,5 @@ def build_resources(
             seed_secret=_secret("KINITRO_SEED_SECRET", DEMO_SEED_SECRET),
             pareto_temperature=scheduler.pareto_temperature, cycle_timeout_seconds=scheduler.cycle_timeout_seconds,
         ),
-        "evaluator": Evaluator(
-            eval_mode=executor.eval_mode, max_timesteps=executor.max_timesteps,
-            action_timeout_s=executor.action_timeout, use_images=executor.use_images,
-            privileged_state=executor.privileged_state, max_workers=executor.max_workers,
-            miners_per_worker=executor.miners_per_worker,
-            warmup_timeout_s=executor.miner_deployment_warmup_timeout, eval_timeout_s=executor.eval_timeout,
-            miner_image=executor.miner_deployment_image, miner_cpus=executor.miner_deployment_cpu,
-            miner_memory=executor.miner_deployment_memory, miner_ttl_s=executor.miner_deployment_ttl_seconds,
-            miner_gpu_count=executor.miner_deployment_gpu_count,
-            miner_min_gpu_memory_gb=executor.miner_deployment_min_gpu_memory_gb,
-            miner_runtimes=executor.miner_runtimes, miner_runtime_index_url=executor.miner_runtime_index_url,
-            miner_runtime_extra_index_url=executor.miner_runtime_extra_index_url,
-            miner_runtime_max_size=executor.miner_runtime_max_size,
-            miner_runtime_build_timeout=executor.miner_runtime_build_timeout,
-        ),
+        "evaluator": Evaluator.from_settings(executor),
     }

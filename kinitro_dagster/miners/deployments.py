@@ -31,6 +31,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from kinitro_dagster.miners.policy_client import PolicyClient, unix_socket_url
 from kinitro_dagster.protocol import PolicyError
+from kinitro_dagster.settings import executor_default
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class LocalDeployment:
         *,
         python: str = sys.executable,
         host: str = "127.0.0.1",
-        warmup_timeout_s: float = 60.0,
+        warmup_timeout: float = executor_default("miner_deployment_warmup_timeout"),
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
         cpus: frozenset[int] | None = None,
@@ -111,7 +112,7 @@ class LocalDeployment:
             )
         self.python = python
         self.host = host
-        self.warmup_timeout_s = warmup_timeout_s
+        self.warmup_timeout = warmup_timeout
         self.env = dict(env or {})
         # CPUs the server may run on (its children inherit them): keeps policies off the cores that
         # step envs, as docker mode's CPU limits do. None: wherever the scheduler likes.
@@ -246,7 +247,7 @@ class LocalDeployment:
         return env
 
     def _wait_healthy(self) -> None:
-        deadline = self._launched_at + self.warmup_timeout_s  # warm-up counts from launch
+        deadline = self._launched_at + self.warmup_timeout  # warm-up counts from launch
         last_error = "no answer yet"
         with PolicyClient(self.base_url, connect_timeout_s=1.0) as client:
             while time.monotonic() < deadline:
@@ -264,7 +265,7 @@ class LocalDeployment:
                 time.sleep(_HEALTH_POLL_S)
         raise DeploymentError(
             f"policy server in {self.policy_dir} did not answer GET /health within "
-            f"{self.warmup_timeout_s:g} s (last error: {last_error}); a slow model load needs a longer "
+            f"{self.warmup_timeout:g} s (last error: {last_error}); a slow model load needs a longer "
             f"warm-up timeout. Server log {self.log_path}:\n{self.log_tail()}"
         )
 

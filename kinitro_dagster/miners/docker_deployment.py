@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING
 from kinitro_dagster.miners.deployments import KINITRO_COMPAT_DIR, DeploymentError, process_is_alive
 from kinitro_dagster.miners.policy_client import PolicyClient, unix_socket_url
 from kinitro_dagster.protocol import PolicyError
+from kinitro_dagster.settings import executor_default
 
 if TYPE_CHECKING:
     import docker
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_IMAGE = "kinitro/miner-runner:v1"
+DEFAULT_IMAGE: str = executor_default("miner_deployment_image")
 LABEL = "kinitro.deployment"
 OWNER_CONTAINER_LABEL = "kinitro.owner_container"  # the evaluator's own container id, when it runs in one
 SHARED_RUN_ROOT = Path("/dev/shm/kinitro")  # socket directories, when the host shares it (default_run_root)
@@ -97,12 +98,13 @@ class DockerOptions:
     """How policy containers are run (from `KINITRO_EXECUTOR_MINER_DEPLOYMENT_*`)."""
 
     image: str = DEFAULT_IMAGE
-    cpus: float = 1.0
-    memory: str = "4Gi"  # `4Gi`, `4g`, `512Mi`, `512m` or bytes; there is no swap on top
+    cpus: float = executor_default("miner_deployment_cpu")
+    memory: str = executor_default("miner_deployment_memory")  # `4Gi`, `512Mi`, bytes...; no swap on top
     pids_limit: int = 256  # processes + threads; a fork bomb stops here
     tmp_size: str = "256Mi"  # the writable /tmp (counts against `memory`)
-    ttl_s: float = 600.0  # a deployment idle this long (since its last use) is removed; 0: never reused
-    warmup_timeout_s: float = 300.0
+    # A deployment idle this long (since its last use) is removed; 0: never reused.
+    ttl_s: float = executor_default("miner_deployment_ttl_seconds")
+    warmup_timeout: float = executor_default("miner_deployment_warmup_timeout")
     gpu_count: int = 0  # NVIDIA GPUs per container (a Docker device request); 0: none
     min_gpu_memory_gb: float | None = None  # each of them must have at least this much memory
 
@@ -284,7 +286,7 @@ class DockerDeployment:
         return f"DockerDeployment({self.repo!r}@{(self.revision or '')[:8]}, container={self.container_id})"
 
     def _wait_healthy(self) -> None:
-        deadline = self._launched_at + self.options.warmup_timeout_s
+        deadline = self._launched_at + self.options.warmup_timeout
         last_error = "no answer yet"
         with PolicyClient(self.base_url, connect_timeout_s=1.0) as client:
             while time.monotonic() < deadline:
@@ -307,7 +309,7 @@ class DockerDeployment:
                 time.sleep(_HEALTH_POLL_S)
         raise DeploymentError(
             f"policy container for {self._who()} did not answer GET /health within "
-            f"{self.options.warmup_timeout_s:g} s (last error: {last_error}); a slow model load needs a longer "
+            f"{self.options.warmup_timeout:g} s (last error: {last_error}); a slow model load needs a longer "
             f"KINITRO_EXECUTOR_MINER_DEPLOYMENT_WARMUP_TIMEOUT. Log:\n{self.log_tail()}"
         )
 

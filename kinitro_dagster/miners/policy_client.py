@@ -37,6 +37,7 @@ from urllib.parse import quote, unquote, urlsplit
 import orjson
 
 from kinitro_dagster.protocol import ErrorKind, PolicyAction, PolicyError, parse_action
+from kinitro_dagster.settings import executor_default
 
 # Longest response head we read before calling the response too large (uvicorn sends ~150 bytes).
 _MAX_HEADER_BYTES = 16 * 1024
@@ -51,7 +52,7 @@ _CRASH_GRACE_S = 0.2
 class ClientSettings:
     """Timeouts and limits for one policy connection (DESIGN §6 defaults). Picklable for workers."""
 
-    act_timeout_s: float = 0.5
+    action_timeout: float = executor_default("action_timeout")
     reset_timeout_s: float = 5.0
     connect_timeout_s: float = 5.0
     max_response_bytes: int = 64 * 1024
@@ -69,7 +70,7 @@ class PolicyClient:
         self,
         base_url: str,
         *,
-        act_timeout_s: float = 0.5,
+        action_timeout: float = executor_default("action_timeout"),
         reset_timeout_s: float = 5.0,
         connect_timeout_s: float = 5.0,
         max_response_bytes: int = 64 * 1024,
@@ -89,7 +90,7 @@ class PolicyClient:
                 "(https is not supported)"
             )
         self.base_url = base_url
-        self.act_timeout_s = act_timeout_s
+        self.action_timeout = action_timeout
         self.reset_timeout_s = reset_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_response_bytes = max_response_bytes
@@ -113,7 +114,7 @@ class PolicyClient:
     ) -> PolicyClient:
         return cls(
             base_url,
-            act_timeout_s=settings.act_timeout_s,
+            action_timeout=settings.action_timeout,
             reset_timeout_s=settings.reset_timeout_s,
             connect_timeout_s=settings.connect_timeout_s,
             max_response_bytes=settings.max_response_bytes,
@@ -155,7 +156,7 @@ class PolicyClient:
 
     def send_act(self, observation: dict | bytes) -> None:
         obs_bytes = observation if isinstance(observation, bytes) else dump_observation(observation)
-        self._send(self._act_head(b'{"obs":' + obs_bytes + b"}"), "/act", self.act_timeout_s)
+        self._send(self._act_head(b'{"obs":' + obs_bytes + b"}"), "/act", self.action_timeout)
 
     def receive_action(self) -> PolicyAction:
         response = self._receive()
@@ -314,7 +315,7 @@ class PolicyClient:
             # socket timeouts, which poll() before every send and recv. A send only blocks if the
             # server stops reading with its buffers full, so one bound serves every request.
             sock.settimeout(None)
-            send_timeout = max(self.act_timeout_s, self.reset_timeout_s)
+            send_timeout = max(self.action_timeout, self.reset_timeout_s)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
             self._sock = sock
             self._reused = False

@@ -65,6 +65,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from kinitro_dagster.miners.docker_deployment import POLICY_UID, parse_memory
+from kinitro_dagster.settings import executor_default
 
 logger = logging.getLogger(__name__)
 
@@ -98,13 +99,13 @@ class RuntimeSettings:
     """How runtimes are built (`KINITRO_EXECUTOR_MINER_RUNTIME_*`) and where they live (`root`)."""
 
     root: Path  # <state dir>/runtimes
-    index_url: str = PYPI_SIMPLE
-    extra_index_url: str | None = None
-    max_size: str | int = "6Gi"  # installed size: `6Gi`, `500Mi` or bytes
-    build_timeout_s: float = 1800.0  # resolve + install, wall clock
+    index_url: str = executor_default("miner_runtime_index_url")
+    extra_index_url: str | None = executor_default("miner_runtime_extra_index_url")
+    max_size: str | int = executor_default("miner_runtime_max_size")  # installed size: `6Gi`, `500Mi` or bytes
+    build_timeout_s: float = executor_default("miner_runtime_build_timeout")  # resolve + install, wall clock
     # Docker mode: limits of the build's containers (the miner deployment's, by default).
-    build_cpus: float = 1.0
-    build_memory: str | int = "4Gi"
+    build_cpus: float = executor_default("miner_deployment_cpu")
+    build_memory: str | int = executor_default("miner_deployment_memory")
 
     @property
     def max_size_bytes(self) -> int:

@@ -35,6 +35,7 @@ from kinitro_dagster.miners.runtimes import (
     ensure_venv_runtime,
 )
 from kinitro_dagster.protocol import ErrorKind
+from kinitro_dagster.settings import executor_default
 from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.rollout import MinerTarget, evaluate_partition
 from kinitro_dagster.warehouse.records import EpisodeRecord, failed_episodes
@@ -60,8 +61,8 @@ def evaluate_env_partition(
     env_config: EnvConfig,
     *,
     client_settings: ClientSettings | None = None,
-    warmup_timeout_s: float = 120.0,
-    episode_timeout_s: float | None = None,
+    warmup_timeout: float = executor_default("miner_deployment_warmup_timeout"),
+    eval_timeout: float | None = None,
     max_workers: int | None = None,
     miners_per_worker: int | None = None,
     docker: DockerOptions | None = None,
@@ -96,7 +97,7 @@ def evaluate_env_partition(
             else:
                 python = runtime.python if runtime is not None else sys.executable
                 deployments[policy.uid] = LocalDeployment(policy.policy_dir, python=python,
-                                                          warmup_timeout_s=warmup_timeout_s)
+                                                          warmup_timeout=warmup_timeout)
         except DeploymentError as exc:  # not a miner template directory, a snapshot unusable in a container
             records += failed_episodes(policy.uid, seeds, ErrorKind.DEPLOYMENT_FAILED, str(exc))
     failed: dict[int, DeploymentError] = {}
@@ -113,7 +114,7 @@ def evaluate_env_partition(
         if targets:
             records += evaluate_partition(env_id, targets, seeds, env_config, max_workers=max_workers,
                                           miners_per_worker=miners_per_worker, client_settings=client_settings,
-                                          episode_timeout_s=episode_timeout_s)
+                                          eval_timeout=eval_timeout)
         ok = True
     finally:
         if pool is None:

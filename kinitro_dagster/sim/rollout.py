@@ -90,17 +90,17 @@ def run_episode(
     episode: int,
     seed: int,
     on_step: OnStep | None = None,
-    episode_timeout_s: float | None = None,
+    eval_timeout: float | None = None,
 ) -> EpisodeRecord:
     """Play one episode; policy misbehaviour ends it as a failure with `error_kind` set, never raises.
 
     `on_step(step_number, result)` is called after every env step (1-based), e.g. to record frames.
-    `episode_timeout_s` bounds the whole episode (the operator's eval timeout): a policy that
+    `eval_timeout` bounds the whole episode (the operator's eval timeout): a policy that
     answers each /act just inside the act timeout cannot stretch an episode to 500 x 0.5 s.
     """
     return drive(
         play_episode(
-            env, client, uid=uid, episode=episode, seed=seed, on_step=on_step, episode_timeout_s=episode_timeout_s
+            env, client, uid=uid, episode=episode, seed=seed, on_step=on_step, eval_timeout=eval_timeout
         )
     )
 
@@ -113,7 +113,7 @@ def play_episode(
     episode: int,
     seed: int,
     on_step: OnStep | None = None,
-    episode_timeout_s: float | None = None,
+    eval_timeout: float | None = None,
 ) -> EpisodeSteps:
     """`run_episode` as a generator (see `EpisodeSteps`)."""
     started = time.perf_counter()
@@ -143,9 +143,9 @@ def play_episode(
                 on_step(steps, result)
             if result.done or (success and env.config.stop_on_success):
                 break
-            if episode_timeout_s is not None and time.perf_counter() - started > episode_timeout_s:
+            if eval_timeout is not None and time.perf_counter() - started > eval_timeout:
                 raise PolicyError(
-                    ErrorKind.TIMEOUT, f"episode took longer than its {episode_timeout_s:g} s budget (eval timeout)"
+                    ErrorKind.TIMEOUT, f"episode took longer than its {eval_timeout:g} s budget (eval timeout)"
                 )
             observation = result.observation
     except PolicyError as exc:
@@ -205,7 +205,7 @@ def evaluate_miner(
     pid: int | None = None,
     env: SimEnv | None = None,
     env_factory: EnvFactory = make_env,
-    episode_timeout_s: float | None = None,
+    eval_timeout: float | None = None,
 ) -> list[EpisodeRecord]:
     """Episode `i` of the result plays `seeds[i]`. Builds (and closes) its env unless `env` is given."""
     client = _client_for(base_url, client_settings, pid)
@@ -213,7 +213,7 @@ def evaluate_miner(
     try:
         if env is None:
             env = env_factory(env_id, env_config)
-        return drive(play_miner(env, client, uid=uid, seeds=seeds, pid=pid, episode_timeout_s=episode_timeout_s))
+        return drive(play_miner(env, client, uid=uid, seeds=seeds, pid=pid, eval_timeout=eval_timeout))
     finally:
         client.close()
         if own_env and env is not None:
@@ -227,7 +227,7 @@ def play_miner(
     uid: int,
     seeds: Sequence[int],
     pid: int | None = None,
-    episode_timeout_s: float | None = None,
+    eval_timeout: float | None = None,
 ) -> MinerSteps:
     """`evaluate_miner` as a generator on a given env and client (see `EpisodeSteps`)."""
     records: list[EpisodeRecord] = []
@@ -237,7 +237,7 @@ def play_miner(
             records += _skip_crashed(uid, seeds, start=episode)
             break
         record = yield from play_episode(
-            env, client, uid=uid, episode=episode, seed=seed, episode_timeout_s=episode_timeout_s
+            env, client, uid=uid, episode=episode, seed=seed, eval_timeout=eval_timeout
         )
         records.append(record)
     return records
@@ -266,7 +266,7 @@ def evaluate_partition(
     miners_per_worker: int | None = None,
     client_settings: ClientSettings | None = None,
     env_factory: EnvFactory = make_env,
-    episode_timeout_s: float | None = None,
+    eval_timeout: float | None = None,
     worker_cpus: frozenset[int] | None = None,
 ) -> list[EpisodeRecord]:
     """Every miner's episodes on `env_id`, sharded over worker processes (see `worker_context`).
@@ -297,7 +297,7 @@ def evaluate_partition(
         env_config,
         client_settings or ClientSettings(),
         env_factory,
-        episode_timeout_s,
+        eval_timeout,
         worker_cpus,
         miners_per_worker,
     )
@@ -356,7 +356,7 @@ class _WorkerJob:
     env_config: EnvConfig | None
     client_settings: ClientSettings
     env_factory: EnvFactory
-    episode_timeout_s: float | None
+    eval_timeout: float | None
     worker_cpus: frozenset[int] | None
     miners_per_worker: int
 
@@ -467,7 +467,7 @@ class _Lanes:
             return None
         client = _client_for(miner.base_url, job.client_settings, miner.pid)
         steps = play_miner(
-            env, client, uid=miner.uid, seeds=job.seeds, pid=miner.pid, episode_timeout_s=job.episode_timeout_s
+            env, client, uid=miner.uid, seeds=job.seeds, pid=miner.pid, eval_timeout=job.eval_timeout
         )
         lane = _Lane(miner, env, client, steps)
         self.lanes.append(lane)

@@ -32,7 +32,7 @@ from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partitio
 from tests.miners.test_docker_deployment import MINERS, publish
 
 SHORT = EnvConfig(max_steps=5, use_images=False)
-ACT = ClientSettings(act_timeout_s=5.0)
+ACT = ClientSettings(action_timeout=5.0)
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_what_a_deployment_is_shared_by(tmp_path):
 
     assert key() == deployment_key(base)
     # The idle TTL and warm-up timeout do not change what runs; the snapshot, image and limits do.
-    assert key(ttl_s=5, warmup_timeout_s=9) == deployment_key(base)
+    assert key(ttl_s=5, warmup_timeout=9) == deployment_key(base)
     others = [key(revision="2"), key(repo="a/c"), key(image="other:v1"), key(cpus=2.0), key(memory="8Gi"),
               key(gpu_count=1), key(env={"X": "1"})]  # fmt: skip
     assert len({*others, deployment_key(base)}) == len(others) + 1

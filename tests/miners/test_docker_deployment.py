@@ -185,7 +185,8 @@ def test_hub_snapshot_plays_an_episode_in_docker_mode_and_is_torn_down(docker_im
     from kinitro_dagster.defs.resources import CycleConfig, Evaluator, cycle_configuration
 
     policy = publish(MINERS / "random_policy", "alice/random", tmp_path / "hub")
-    evaluator = Evaluator(eval_mode="docker", miner_image=docker_image, miner_ttl_s=0, miner_memory="1Gi",
+    evaluator = Evaluator(eval_mode="docker", miner_deployment_image=docker_image, miner_deployment_ttl_seconds=0,
+                          miner_deployment_memory="1Gi",
                           max_timesteps=20, use_images=False, max_workers=1)  # fmt: skip
     cycle = cycle_configuration([ENV_ID], CycleConfig(), evaluator)  # what a cycle opened now records
     records = evaluator.evaluate(ENV_ID, [policy], seeds=[11], cycle=cycle)
@@ -242,7 +243,7 @@ def test_policy_that_cannot_start_read_only_fails_warm_up_with_its_log(docker_im
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "server.py").write_text("open('/policy/cache.bin', 'w')  # downloads weights at import\n")
-    deployment = DockerDeployment(broken, options=DockerOptions(image=docker_image, warmup_timeout_s=60))
+    deployment = DockerDeployment(broken, options=DockerOptions(image=docker_image, warmup_timeout=60))
     with pytest.raises(DeploymentError, match=r"(?s)exited with code.*Read-only file system"):
         deployment.start()
     assert deployment.container_id[:12] not in _our_containers()
@@ -265,7 +266,7 @@ def test_probes_from_inside_reach_no_network_host_service_or_host_file(docker_im
     options = DockerOptions(image=docker_image)
     with (
         DockerDeployment(hostile.policy_dir, options=options) as deployment,
-        PolicyClient(deployment.base_url, act_timeout_s=60) as client,
+        PolicyClient(deployment.base_url, action_timeout=60) as client,
     ):
         with pytest.raises(PolicyError, match="HTTP 500"):  # the hostile policy fails its own episode
             client.act({})
@@ -309,7 +310,7 @@ def test_hostile_policies_fail_their_own_episodes_and_harm_nothing_else(docker_i
     options = DockerOptions(image=docker_image, cpus=0.5, memory="512Mi", pids_limit=64, ttl_s=0)
 
     records = evaluate_env_partition(ENV_ID, policies, [1, 2], SHORT, docker=options, docker_pool=pool,
-                                     client_settings=ClientSettings(act_timeout_s=5.0))  # fmt: skip
+                                     client_settings=ClientSettings(action_timeout=5.0))  # fmt: skip
 
     by_uid = {uid: [r for r in records if r.uid == uid] for uid in range(1, 2 + len(HOSTILE_MODES))}
     assert [(r.steps, r.error_kind) for r in by_uid[1]] == [(20, None), (20, None)], by_uid[1]
@@ -386,7 +387,7 @@ def test_cache_reuses_a_running_deployment_and_replaces_a_crashed_one(docker_ima
     try:
         for _ in range(2):
             records = evaluate_env_partition(ENV_ID, policies, [1], config, docker=options, docker_pool=pool,
-                                             client_settings=ClientSettings(act_timeout_s=5.0))  # fmt: skip
+                                             client_settings=ClientSettings(action_timeout=5.0))  # fmt: skip
             assert [r.error_kind for r in records] == [None, "crashed"]
         good_deployments = [d for d in pool.seen if d.repo == "alice/good"]
         memory_deployments = [d for d in pool.seen if d.repo == "mallory/memory"]

@@ -55,7 +55,7 @@ def test_fixture_is_laid_out_as_kinitro_miner_init_writes_it():
 
 
 def test_template_serves_and_plays_a_metaworld_episode_with_cameras_in_local_mode(env):
-    with LocalDeployment(TEMPLATE, warmup_timeout_s=30) as deployment, PolicyClient(deployment.base_url) as client:
+    with LocalDeployment(TEMPLATE, warmup_timeout=30) as deployment, PolicyClient(deployment.base_url) as client:
         health = client.health()
         record = run_episode(env, client, uid=3, episode=0, seed=17)
     assert health["status"] == "healthy" and health["model_loaded"] is True
@@ -67,7 +67,7 @@ def test_template_serves_and_plays_a_metaworld_episode_with_cameras_in_local_mod
 def test_template_without_the_compat_package_fails_to_import_kinitro(tmp_path, monkeypatch):
     monkeypatch.setattr(deployments, "KINITRO_COMPAT_DIR", tmp_path / "no-compat-here")
     with pytest.raises(DeploymentError, match=r"No module named 'kinitro'"):
-        LocalDeployment(TEMPLATE, warmup_timeout_s=30).start()
+        LocalDeployment(TEMPLATE, warmup_timeout=30).start()
 
 
 def test_miner_that_ships_its_own_kinitro_package_keeps_it(tmp_path):
@@ -77,7 +77,7 @@ def test_miner_that_ships_its_own_kinitro_package_keeps_it(tmp_path):
     (policy / "kinitro" / "__init__.py").write_text("")
     (policy / "kinitro" / "types.py").write_text("raise ImportError('the miner s own kinitro package was imported')\n")
     with pytest.raises(DeploymentError, match="the miner s own kinitro package was imported"):
-        LocalDeployment(policy, warmup_timeout_s=30).start()
+        LocalDeployment(policy, warmup_timeout=30).start()
 
 
 def test_evaluator_process_cannot_import_the_compat_package_as_kinitro():
@@ -183,7 +183,7 @@ def test_template_plays_a_metaworld_episode_with_cameras_in_the_miner_runner_ima
 
     policy = tmp_path / "kinitro_template"  # without the __pycache__ local mode may have left
     shutil.copytree(TEMPLATE, policy, ignore=shutil.ignore_patterns("__pycache__"))
-    options = DockerOptions(image=runner_image, memory="1Gi", ttl_s=0, warmup_timeout_s=60)
+    options = DockerOptions(image=runner_image, memory="1Gi", ttl_s=0, warmup_timeout=60)
     with DockerDeployment(policy, options=options) as deployment, PolicyClient(deployment.base_url) as client:
         health = client.health()
         record = run_episode(env, client, uid=3, episode=0, seed=17)

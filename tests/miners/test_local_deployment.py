@@ -79,7 +79,7 @@ def test_seed_secret_is_withheld_and_extra_env_is_passed(monkeypatch):
 
 
 def test_server_that_fails_to_import_reports_its_log_tail():
-    deployment = LocalDeployment(FIXTURES / "broken_import", warmup_timeout_s=30)
+    deployment = LocalDeployment(FIXTURES / "broken_import", warmup_timeout=30)
     with pytest.raises(DeploymentError) as error:
         deployment.start()
     message = str(error.value)
@@ -89,7 +89,7 @@ def test_server_that_fails_to_import_reports_its_log_tail():
 
 
 def test_server_that_never_gets_healthy_fails_after_the_warm_up_timeout_and_is_stopped():
-    deployment = LocalDeployment(FIXTURES / "slow_start", warmup_timeout_s=1.5)
+    deployment = LocalDeployment(FIXTURES / "slow_start", warmup_timeout=1.5)
     started = time.monotonic()
     with pytest.raises(DeploymentError, match=r"did not answer GET /health within 1\.5 s"):
         deployment.start()

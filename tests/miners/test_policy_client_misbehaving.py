@@ -44,7 +44,7 @@ def servers(running_deployments) -> Iterator[dict[str, LocalDeployment]]:
 
 
 def first_act_error(deployment: LocalDeployment) -> PolicyError:
-    with PolicyClient(deployment.base_url, act_timeout_s=ACT_TIMEOUT_S, is_alive=deployment.is_alive) as client:
+    with PolicyClient(deployment.base_url, action_timeout=ACT_TIMEOUT_S, is_alive=deployment.is_alive) as client:
         client.reset(TASK_CONFIG)
         with pytest.raises(PolicyError) as error:
             for _ in range(10):
@@ -151,7 +151,7 @@ def test_malformed_actions_are_bad_actions(payload):
 
 
 def test_a_response_that_arrived_in_time_counts_when_it_is_read_late(servers):
-    with PolicyClient(servers["extra_keys"].base_url, act_timeout_s=ACT_TIMEOUT_S) as client:
+    with PolicyClient(servers["extra_keys"].base_url, action_timeout=ACT_TIMEOUT_S) as client:
         client.reset(TASK_CONFIG)
         client.send_act(OBSERVATION)
         assert client.pending_socket is not None
@@ -164,7 +164,7 @@ def test_a_response_that_arrived_in_time_counts_when_it_is_read_late(servers):
 
 
 def test_no_response_by_the_deadline_is_a_timeout_without_waiting_again(servers):
-    with PolicyClient(servers["hang"].base_url, act_timeout_s=ACT_TIMEOUT_S) as client:
+    with PolicyClient(servers["hang"].base_url, action_timeout=ACT_TIMEOUT_S) as client:
         client.reset(TASK_CONFIG)
         client.send_act(OBSERVATION)
         deadline = client.pending_deadline
@@ -184,7 +184,7 @@ def test_receive_without_a_request_is_a_programming_error(servers):
 
 
 def test_poll_collects_a_response_in_pieces_and_never_waits_for_it(servers):
-    with PolicyClient(servers["partial_response"].base_url, act_timeout_s=ACT_TIMEOUT_S) as client:
+    with PolicyClient(servers["partial_response"].base_url, action_timeout=ACT_TIMEOUT_S) as client:
         client.reset(TASK_CONFIG)
         client.send_act(OBSERVATION)
         time.sleep(0.1)  # the head and half the body are here

@@ -93,7 +93,7 @@ def test_policy_with_its_own_requirement_serves_from_its_runtime(own_runtime):
         assert command[0].decode() == runtime.python
 
     with pytest.raises(DeploymentError, match=f"No module named '{OWN_PACKAGE}'"):
-        LocalDeployment(policy, warmup_timeout_s=30).start()  # this venv: the import fails
+        LocalDeployment(policy, warmup_timeout=30).start()  # this venv: the import fails
 
 
 def test_same_requirements_reuse_the_runtime_in_under_a_second(own_runtime, settings, tmp_path):

@@ -49,7 +49,7 @@ def pick_place_envs() -> Iterator[dict[EnvConfig, MetaWorldEnv]]:
 
 
 def play(base_url: str, env: MetaWorldEnv, seeds: list[int]) -> list[EpisodeRecord]:
-    with PolicyClient(base_url, act_timeout_s=5.0) as client:
+    with PolicyClient(base_url, action_timeout=5.0) as client:
         return [run_episode(env, client, uid=0, episode=i, seed=seed) for i, seed in enumerate(seeds)]
 
 

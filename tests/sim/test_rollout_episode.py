@@ -28,7 +28,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "policies"
 ENV_ID = "metaworld/reach-v3"
 MAX_STEPS = 25
 CONFIG = EnvConfig(max_steps=MAX_STEPS, use_images=False)
-FAST_TIMEOUTS = ClientSettings(act_timeout_s=0.3, reset_timeout_s=2.0)
+FAST_TIMEOUTS = ClientSettings(action_timeout=0.3, reset_timeout_s=2.0)
 SEEDS = [11, 22, 33]
 
 SERVERS: dict[str, tuple[Path, dict[str, str]]] = {
@@ -112,7 +112,7 @@ def test_misbehaving_policy_fails_each_episode_with_its_kind(servers, env, serve
 
 def test_slow_but_legal_policy_is_stopped_by_the_episode_budget(servers, env):
     with PolicyClient(servers["slow_act"].base_url) as client:
-        record = run_episode(env, client, uid=6, episode=0, seed=1, episode_timeout_s=0.3)
+        record = run_episode(env, client, uid=6, episode=0, seed=1, eval_timeout=0.3)
     assert record.error_kind == ErrorKind.TIMEOUT.value
     assert "0.3 s budget" in record.error
     assert 1 <= record.steps < MAX_STEPS
@@ -127,7 +127,7 @@ def test_server_crash_mid_episode_fails_the_rest_at_once(env):
             deployment.base_url,
             uid=4,
             seeds=SEEDS,
-            client_settings=replace(FAST_TIMEOUTS, act_timeout_s=5.0, reset_timeout_s=5.0),
+            client_settings=replace(FAST_TIMEOUTS, action_timeout=5.0, reset_timeout_s=5.0),
             pid=deployment.pid,
             env=env,
         )

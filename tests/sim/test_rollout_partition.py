@@ -81,7 +81,7 @@ def test_good_miner_is_unaffected_by_bad_miners_and_a_dying_worker(miners, caplo
             CONFIG,
             max_workers=2,
             miners_per_worker=miners_per_worker,
-            client_settings=ClientSettings(act_timeout_s=0.3),
+            client_settings=ClientSettings(action_timeout=0.3),
             env_factory=segfaulting_env_factory,
         )
 
@@ -170,7 +170,7 @@ def test_a_policy_that_sends_half_a_response_does_not_hold_up_the_others(running
             CONFIG,
             max_workers=1,
             miners_per_worker=2,
-            client_settings=ClientSettings(act_timeout_s=1.0),
+            client_settings=ClientSettings(action_timeout=1.0),
         )
 
     dribbled = [r for r in records if r.uid == 0]
