@@ -395,6 +395,7 @@ def _operator_errors() -> Iterator[None]:
 
     from kinitro_dagster.settings import UnknownSettingError, UnsupportedSettingError
     from kinitro_dagster.warehouse import WarehouseUnavailable
+    from kinitro_dagster.warehouse.errors import first_error_line
 
     try:
         yield
@@ -404,8 +405,8 @@ def _operator_errors() -> Iterator[None]:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise click.ClickException(f"invalid configuration: {problems}") from exc
     except sa.exc.SQLAlchemyError as exc:
-        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
-        raise click.ClickException(f"database error: {first}; check the database URL and server") from exc
+        reason = first_error_line(exc)
+        raise click.ClickException(f"database error: {reason}; check the database URL and server") from exc
 
 
 def _database_url(given: str | None) -> str:
