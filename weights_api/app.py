@@ -47,6 +47,7 @@ def create_app(
     settings = settings or ApiSettings()
     scheduler = scheduler or SchedulerSettings()
     store = warehouse or Warehouse(settings.database_url)
+    env_ids = validate_env_ids(scheduler.env_ids or ENV_IDS)  # published as canonical ids
     latest_cache = LatestWeightsCache(store, ttl_s=latest_weights_ttl_s)
 
     registry = CollectorRegistry()
@@ -72,7 +73,7 @@ def create_app(
     app.state.warehouse = store
     app.state.latest_weights = latest_cache
     app.state.scheduler = scheduler
-    app.state.env_ids = validate_env_ids(scheduler.env_ids or ENV_IDS)  # published as canonical ids
+    app.state.env_ids = env_ids
     app.state.metrics_registry = registry
 
     app.add_exception_handler(WarehouseUnavailable, warehouse_unavailable)
