@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 LATEST_PATH = "/v1/weights/latest"
 LATEST_CACHE_CONTROL = "no-cache"  # clients may keep the body but must revalidate (ETag) before using it
+LATEST_WEIGHTS_TTL_S = 1.0  # how long a served body is trusted before the warehouse is asked again
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 class LatestWeightsCache:
-    def __init__(self, warehouse: Warehouse, ttl_s: float = 1.0) -> None:
+    def __init__(self, warehouse: Warehouse, ttl_s: float = LATEST_WEIGHTS_TTL_S) -> None:
         self._warehouse = warehouse
         self._ttl_s = ttl_s
         self._entry: SerializedWeights | None = None

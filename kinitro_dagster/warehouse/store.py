@@ -30,6 +30,7 @@ from sqlalchemy.pool import StaticPool
 
 from kinitro_dagster.warehouse import schema
 from kinitro_dagster.warehouse import tables as t
+from kinitro_dagster.warehouse.errors import first_error_line
 from kinitro_dagster.warehouse.records import (
     CommitmentRecord,
     CommitmentStatus,
@@ -196,7 +197,7 @@ def _enable_wal(cursor: Any) -> None:
 def explain_error(url: sa.URL, exc: BaseException) -> WarehouseUnavailable | None:
     """Turn a driver error an operator can fix into a message saying what to check."""
     text = str(getattr(exc, "orig", None) or exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
+    first = first_error_line(exc) or type(exc).__name__
     low = text.lower()
     where = safe_url(url)
     if url.get_backend_name() == "sqlite":
@@ -445,9 +446,8 @@ class Warehouse:
             explained = explain_error(self.url, exc)
             if explained is not None:
                 raise explained from exc
-            first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
             raise WarehouseUnavailable(
-                f"database {safe_url(self.url)} is unavailable ({type(exc).__name__}: {first}); "
+                f"database {safe_url(self.url)} is unavailable ({type(exc).__name__}: {first_error_line(exc)}); "
                 "check the database URL and that the server is running"
             ) from exc
 
@@ -881,7 +881,8 @@ def create_database(url: str) -> bool:
         explained = explain_error(parsed.set(database="postgres"), exc)
         if explained is not None:
             raise explained from exc
-        first = (str(exc.orig).strip().splitlines() or [""])[0]
-        raise WarehouseUnavailable(f"cannot create database {name!r} on {safe_url(parsed)}: {first}") from exc
+        raise WarehouseUnavailable(
+            f"cannot create database {name!r} on {safe_url(parsed)}: {first_error_line(exc)}"
+        ) from exc
     finally:
         admin_engine.dispose()
