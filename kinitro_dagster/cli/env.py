@@ -11,19 +11,11 @@ import click
 # --- env: simulated environments (owner: sim / demo miners) -------------------------------------
 
 # Python modules each env family needs on this machine.
-_FAMILY_MODULES = {"metaworld": ("mujoco", "metaworld"), "procthor": ("ai2thor",)}
-
-
 def _env_availability(env_id: str, check: bool) -> str:
     """'yes', or 'no: <why>'; with `check`, build the env and render one frame to prove it."""
-    import importlib.util
+    from kinitro_dagster.sim.registry import family_of
 
-    from kinitro_dagster.sim.registry import env_family
-
-    modules = _FAMILY_MODULES.get(env_family(env_id))
-    if modules is None:
-        return "no: no simulator for this family in this build"
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing = family_of(env_id).available()
     if missing:
         return f"no: missing Python package(s) {', '.join(missing)}"
     if not check:
