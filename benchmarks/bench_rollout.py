@@ -70,9 +70,10 @@ from kinitro_dagster.miners.deployments import LocalDeployment, start_all
 from kinitro_dagster.miners.policy_client import PolicyClient
 from kinitro_dagster.protocol import PolicyAction
 from kinitro_dagster.sim.base import EnvConfig, make_env
+from kinitro_dagster.sim.episode import MinerTarget, run_episode
 from kinitro_dagster.sim.metaworld_fast import accelerate
 from kinitro_dagster.sim.registry import ENV_IDS, env_task_name
-from kinitro_dagster.sim.rollout import MinerTarget, evaluate_partition, run_episode, usable_cores
+from kinitro_dagster.sim.workers import evaluate_partition, usable_cores
 
 ENV_ID = "metaworld/reach-v3"
 STEPS = 500

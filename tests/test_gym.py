@@ -1,6 +1,6 @@
 """The Gymnasium envs play the evaluator's episodes and return the evaluator's observations, bit for bit.
 
-The evaluator's side is its own rollout loop (`rollout.run_episode` on `make_env`) with a stand-in
+The evaluator's side is its own rollout loop (`episode.run_episode` on `make_env`) with a stand-in
 for the HTTP client that keeps the exact bytes each `/act` request would carry and answers with a
 policy's action through JSON, as a server does. The Gymnasium side is `gymnasium.make`.
 """
@@ -26,9 +26,9 @@ from kinitro_dagster.gym import GYM_IDS, KinitroEnv, decode_observation, gym_id
 from kinitro_dagster.miners.policy_client import dump_observation
 from kinitro_dagster.protocol import parse_action
 from kinitro_dagster.sim.base import EnvConfig, StepResult, make_env
+from kinitro_dagster.sim.episode import run_episode
 from kinitro_dagster.sim.metaworld import from_metaworld_action
 from kinitro_dagster.sim.registry import ENV_IDS, env_task_name
-from kinitro_dagster.sim.rollout import run_episode
 from kinitro_dagster.sim.seeds import episode_seed
 from kinitro_dagster.warehouse.records import EpisodeRecord
 

@@ -105,9 +105,9 @@ def env_test(
     from kinitro_dagster.miners.policy_client import PolicyClient
     from kinitro_dagster.settings import ExecutorSettings
     from kinitro_dagster.sim.base import EnvConfig, make_env
+    from kinitro_dagster.sim.episode import run_episode
     from kinitro_dagster.sim.frames import FrameSavingEnv
     from kinitro_dagster.sim.registry import validate_env_id
-    from kinitro_dagster.sim.rollout import run_episode
 
     settings = ExecutorSettings()
     use_images = settings.use_images if images is None else images

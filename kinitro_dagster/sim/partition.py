@@ -37,7 +37,8 @@ from kinitro_dagster.miners.runtimes import (
 from kinitro_dagster.protocol import ErrorKind
 from kinitro_dagster.settings import executor_default
 from kinitro_dagster.sim.base import EnvConfig
-from kinitro_dagster.sim.rollout import MinerTarget, evaluate_partition
+from kinitro_dagster.sim.episode import MinerTarget
+from kinitro_dagster.sim.workers import evaluate_partition
 from kinitro_dagster.warehouse.records import EpisodeRecord, failed_episodes
 
 log = logging.getLogger(__name__)

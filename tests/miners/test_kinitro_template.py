@@ -28,8 +28,8 @@ from kinitro_dagster.miners.deployments import KINITRO_COMPAT_DIR, DeploymentErr
 from kinitro_dagster.miners.policy_client import PolicyClient
 from kinitro_dagster.protocol import OBSERVATION_KEYS, parse_action
 from kinitro_dagster.sim.base import EnvConfig
+from kinitro_dagster.sim.episode import run_episode
 from kinitro_dagster.sim.metaworld import MetaWorldEnv
-from kinitro_dagster.sim.rollout import run_episode
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 

@@ -13,9 +13,9 @@ import pytest
 from kinitro_dagster.miners.deployments import LocalDeployment
 from kinitro_dagster.miners.policy_client import PolicyClient
 from kinitro_dagster.sim.base import EnvConfig
+from kinitro_dagster.sim.episode import run_episode
 from kinitro_dagster.sim.metaworld import MetaWorldEnv
 from kinitro_dagster.sim.registry import ENV_IDS
-from kinitro_dagster.sim.rollout import run_episode
 from kinitro_dagster.warehouse.records import EpisodeRecord
 
 os.environ.setdefault("MUJOCO_GL", "egl")

@@ -16,7 +16,8 @@ from kinitro_dagster.miners.deployments import LocalDeployment
 from kinitro_dagster.miners.policy_client import ClientSettings
 from kinitro_dagster.protocol import ErrorKind, PolicyAction
 from kinitro_dagster.sim.base import EnvConfig, SimEnv, StepResult, make_env
-from kinitro_dagster.sim.rollout import MinerTarget, evaluate_miner, evaluate_partition
+from kinitro_dagster.sim.episode import MinerTarget, evaluate_miner
+from kinitro_dagster.sim.workers import evaluate_partition
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -73,7 +74,7 @@ def test_good_miner_is_unaffected_by_bad_miners_and_a_dying_worker(miners, caplo
     down with it: they are played again alone, and end exactly as if nothing had happened."""
     uids = {"poison": 40, "good": 10, "hang": 30, "crash": 20, "http_500": 50}
     targets = [MinerTarget(uids[name], d.base_url, d.pid) for name, d in miners.items()]
-    with caplog.at_level(logging.INFO, logger="kinitro_dagster.sim.rollout"):
+    with caplog.at_level(logging.INFO, logger="kinitro_dagster.sim"):
         records = evaluate_partition(
             ENV_ID,
             targets,

@@ -19,7 +19,7 @@ from kinitro_dagster.miners.deployments import LocalDeployment
 from kinitro_dagster.miners.policy_client import ClientSettings, PolicyClient
 from kinitro_dagster.protocol import ErrorKind, PolicyAction
 from kinitro_dagster.sim.base import EnvConfig, make_env
-from kinitro_dagster.sim.rollout import evaluate_miner, run_episode
+from kinitro_dagster.sim.episode import evaluate_miner, run_episode
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
