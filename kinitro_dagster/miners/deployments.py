@@ -27,7 +27,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, Self, runtime_checkable
 
 from kinitro_dagster.miners.policy_client import PolicyClient, unix_socket_url
 from kinitro_dagster.protocol import PolicyError
@@ -82,7 +82,90 @@ class Deployment(Protocol):
     def is_alive(self) -> bool: ...
 
 
-class LocalDeployment:
+class ServedDeployment:
+    """What local and docker deployments share: start = launch + warm-up, the warm-up wait on
+    `GET /health` (stopping the server when it fails), and use as a context manager.
+
+    A subclass launches (setting `_launched_at`), says whether it is alive, when its server can be
+    asked (`_ready_to_ask`), what to do once healthy (`_on_healthy`), and how to explain an exit or
+    a timeout to the operator.
+    """
+
+    warmup_timeout: float
+    _launched_at: float
+    warmup_s: float | None = None  # launch to the first healthy answer, once started
+
+    def launch(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def is_alive(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def base_url(self) -> str:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Launch the server and wait until it answers `GET /health` (see `start_all` for many)."""
+        self.launch()
+        self.wait_until_healthy()
+
+    def wait_until_healthy(self) -> None:
+        """Block until the launched server answers `GET /health`; stop it and raise if it never does."""
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _wait_healthy(self) -> None:
+        deadline = self._launched_at + self.warmup_timeout  # warm-up counts from launch
+        last_error = "no answer yet"
+        with PolicyClient(self.base_url, connect_timeout_s=1.0) as client:
+            while time.monotonic() < deadline:
+                if not self.is_alive():
+                    raise DeploymentError(self._exited_message())
+                if self._ready_to_ask():
+                    try:
+                        client.health(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
+                    except PolicyError as error:
+                        last_error = str(error)
+                    else:
+                        self._on_healthy()
+                        self.warmup_s = time.monotonic() - self._launched_at
+                        logger.info("policy server healthy %s warmup_s=%.2f", self._describe(), self.warmup_s,
+                                    extra={"warmup_s": round(self.warmup_s, 3)})  # fmt: skip
+                        return
+                time.sleep(_HEALTH_POLL_S)
+        raise DeploymentError(self._timed_out_message(last_error))
+
+    def _ready_to_ask(self) -> bool:
+        return True
+
+    def _on_healthy(self) -> None:
+        pass
+
+    def _describe(self) -> str:
+        return repr(self)
+
+    def _exited_message(self) -> str:
+        raise NotImplementedError
+
+    def _timed_out_message(self, last_error: str) -> str:
+        raise NotImplementedError
+
+
+class LocalDeployment(ServedDeployment):
     """`python -m uvicorn server:app` in `policy_dir`, on a free loopback port or a Unix socket.
 
     Use as a context manager, or call `start()` / `stop()`. Not isolated (see the module docstring).
@@ -142,11 +225,6 @@ class LocalDeployment:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def start(self) -> None:
-        """Launch the server and wait until it answers `GET /health` (see `start_all` for many)."""
-        self.launch()
-        self.wait_until_healthy()
-
     def launch(self) -> None:
         """Start the server process without waiting for it to be ready."""
         if self._process is not None:
@@ -193,14 +271,6 @@ class LocalDeployment:
             extra={"policy_dir": str(self.policy_dir), "pid": self._process.pid, "url": self.base_url},
         )  # fmt: skip
 
-    def wait_until_healthy(self) -> None:
-        """Block until the launched server answers `GET /health`; stop it and raise if it never does."""
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.stop()
-            raise
-
     def stop(self) -> None:
         process, self._process = self._process, None
         finalizer, self._finalizer = self._finalizer, None
@@ -226,13 +296,6 @@ class LocalDeployment:
             log.seek(max(0, self.log_path.stat().st_size - n_bytes))
             return log.read().decode("utf-8", "replace")
 
-    def __enter__(self) -> LocalDeployment:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return f"LocalDeployment({str(self.policy_dir)!r}, port={self.port}, pid={self.pid})"
 
@@ -246,28 +309,15 @@ class LocalDeployment:
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         return env
 
-    def _wait_healthy(self) -> None:
-        deadline = self._launched_at + self.warmup_timeout  # warm-up counts from launch
-        last_error = "no answer yet"
-        with PolicyClient(self.base_url, connect_timeout_s=1.0) as client:
-            while time.monotonic() < deadline:
-                if self._process is None or self._process.poll() is not None:
-                    code = self._process.returncode if self._process else None
-                    raise DeploymentError(
-                        f"policy server in {self.policy_dir} exited with code {code} during warm-up; "
-                        f"fix the error below (server log {self.log_path}):\n{self.log_tail()}"
-                    )
-                try:
-                    client.health(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
-                    return
-                except PolicyError as error:
-                    last_error = str(error)
-                time.sleep(_HEALTH_POLL_S)
-        raise DeploymentError(
-            f"policy server in {self.policy_dir} did not answer GET /health within "
-            f"{self.warmup_timeout:g} s (last error: {last_error}); a slow model load needs a longer "
-            f"warm-up timeout. Server log {self.log_path}:\n{self.log_tail()}"
-        )
+    def _exited_message(self) -> str:
+        code = self._process.returncode if self._process else None
+        return (f"policy server in {self.policy_dir} exited with code {code} during warm-up; "
+                f"fix the error below (server log {self.log_path}):\n{self.log_tail()}")  # fmt: skip
+
+    def _timed_out_message(self, last_error: str) -> str:
+        return (f"policy server in {self.policy_dir} did not answer GET /health within "
+                f"{self.warmup_timeout:g} s (last error: {last_error}); a slow model load needs a longer "
+                f"warm-up timeout. Server log {self.log_path}:\n{self.log_tail()}")  # fmt: skip
 
 
 def start_all(deployments: Sequence[Deployment]) -> list[DeploymentError | None]:

@@ -55,9 +55,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kinitro_dagster.miners.deployments import KINITRO_COMPAT_DIR, DeploymentError, process_is_alive
-from kinitro_dagster.miners.policy_client import PolicyClient, unix_socket_url
-from kinitro_dagster.protocol import PolicyError
+from kinitro_dagster.miners.deployments import (
+    KINITRO_COMPAT_DIR,
+    DeploymentError,
+    ServedDeployment,
+    process_is_alive,
+)
+from kinitro_dagster.miners.policy_client import unix_socket_url
 from kinitro_dagster.settings import executor_default
 
 if TYPE_CHECKING:
@@ -85,7 +89,6 @@ _SERVER_COMMAND = [
 ]  # fmt: skip
 _LOG_TAIL_BYTES = 4000
 _STOP_GRACE_S = 2
-_HEALTH_POLL_S = 0.05
 _MEMORY_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
@@ -119,7 +122,7 @@ def parse_memory(text: str | int) -> int:
     return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()])
 
 
-class DockerDeployment:
+class DockerDeployment(ServedDeployment):
     """A miner's policy snapshot served by uvicorn in a sandboxed container (module docstring).
 
     Implements `Deployment`: `launch()` + `wait_until_healthy()` (or `start()`), `base_url`
@@ -173,9 +176,9 @@ class DockerDeployment:
     def pid(self) -> int | None:
         return self._pid
 
-    def start(self) -> None:
-        self.launch()
-        self.wait_until_healthy()
+    @property
+    def warmup_timeout(self) -> float:
+        return self.options.warmup_timeout
 
     def launch(self) -> None:
         """Create and start the container; raises DeploymentError for a missing image or daemon."""
@@ -238,13 +241,6 @@ class DockerDeployment:
             self._finalizer.detach()
         self._finalizer, self._container = None, None
 
-    def wait_until_healthy(self) -> None:
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.stop()
-            raise
-
     def stop(self) -> None:
         """Stop and remove the container (SIGTERM, then SIGKILL after 2 s) and its socket directory."""
         if self._container is not None:
@@ -275,43 +271,29 @@ class DockerDeployment:
             return self.last_log
         return _read_tail(self.socket_path.parent / _LOG_NAME)
 
-    def __enter__(self) -> DockerDeployment:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return f"DockerDeployment({self.repo!r}@{(self.revision or '')[:8]}, container={self.container_id})"
 
-    def _wait_healthy(self) -> None:
-        deadline = self._launched_at + self.options.warmup_timeout
-        last_error = "no answer yet"
-        with PolicyClient(self.base_url, connect_timeout_s=1.0) as client:
-            while time.monotonic() < deadline:
-                if not self.is_alive():
-                    state = self.state()
-                    why = "it ran out of memory (OOM-killed)" if state.get("OOMKilled") else "see its log below"
-                    raise DeploymentError(
-                        f"policy container for {self._who()} exited with code {state.get('ExitCode')} during "
-                        f"warm-up: {why}. It runs read-only as uid {POLICY_UID} with no network, so a policy "
-                        f"must not download or write outside /tmp at start-up. Log:\n{self.log_tail()}"
-                    )
-                if self.socket_path is not None and self.socket_path.exists():
-                    try:
-                        client.health(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
-                    except PolicyError as error:
-                        last_error = str(error)
-                    else:
-                        self._seal_socket_dir()
-                        return
-                time.sleep(_HEALTH_POLL_S)
-        raise DeploymentError(
-            f"policy container for {self._who()} did not answer GET /health within "
-            f"{self.options.warmup_timeout:g} s (last error: {last_error}); a slow model load needs a longer "
-            f"KINITRO_EXECUTOR_MINER_DEPLOYMENT_WARMUP_TIMEOUT. Log:\n{self.log_tail()}"
-        )
+    def _ready_to_ask(self) -> bool:
+        return self.socket_path is not None and self.socket_path.exists()
+
+    def _on_healthy(self) -> None:
+        self._seal_socket_dir()
+
+    def _describe(self) -> str:
+        return f"repo={self.repo} revision={(self.revision or '')[:12]} image={self.options.image}"
+
+    def _exited_message(self) -> str:
+        state = self.state()
+        why = "it ran out of memory (OOM-killed)" if state.get("OOMKilled") else "see its log below"
+        return (f"policy container for {self._who()} exited with code {state.get('ExitCode')} during warm-up: "
+                f"{why}. It runs read-only as uid {POLICY_UID} with no network, so a policy must not download "
+                f"or write outside /tmp at start-up. Log:\n{self.log_tail()}")  # fmt: skip
+
+    def _timed_out_message(self, last_error: str) -> str:
+        return (f"policy container for {self._who()} did not answer GET /health within "
+                f"{self.options.warmup_timeout:g} s (last error: {last_error}); a slow model load needs a longer "
+                f"KINITRO_EXECUTOR_MINER_DEPLOYMENT_WARMUP_TIMEOUT. Log:\n{self.log_tail()}")  # fmt: skip
 
     def _seal_socket_dir(self) -> None:
         """Once serving, the policy may no longer add, remove or swap entries in its socket directory.
