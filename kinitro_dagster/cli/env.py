@@ -211,7 +211,8 @@ def env_build() -> None:
               help="Include MuJoCo + MetaWorld, which the demo's scripted experts need (~250 MB).")
 def env_build_miner(tag: str | None, base_image: str | None, metaworld: bool) -> None:
     """Build the miner-runner image (sim_images/miner-runner) that serves policies in docker mode."""
-    from kinitro_dagster.miners.docker_deployment import DockerSetupError, build_runner_image
+    from kinitro_dagster.miners.docker_engine import DockerSetupError
+    from kinitro_dagster.miners.runner_image import build_runner_image
     from kinitro_dagster.settings import ExecutorSettings
 
     tag = tag or ExecutorSettings().miner_deployment_image

@@ -42,16 +42,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kinitro_dagster.miners.deployments import DeploymentError
-from kinitro_dagster.miners.docker_deployment import (
-    LABEL,
-    DockerDeployment,
-    DockerOptions,
-    default_run_root,
-    docker_client,
-    make_run_dir,
-    prune_leftovers,
-    require_image,
-)
+from kinitro_dagster.miners.docker_deployment import DockerDeployment, DockerOptions
+from kinitro_dagster.miners.docker_engine import docker_client, require_image
+from kinitro_dagster.miners.host import LABEL, default_run_root, make_run_dir, prune_leftovers
 
 if TYPE_CHECKING:
     from docker.models.containers import Container

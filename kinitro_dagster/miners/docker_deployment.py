@@ -17,15 +17,11 @@ What a policy container gets (`DockerDeployment`):
 - once healthy, the socket directory is made read-only to the policy, so it cannot swap its
   socket for a link to one of this host's sockets; its log is read without following links.
 
-Deployments are cached by (repo, revision) — and image and limits — until idle for a TTL
-(`DeploymentPool`): a partition reuses a running container of the same snapshot; one that crashed,
-failed or sat idle past its TTL is torn down at the end of the partition, the rest when the
-process exits (atexit). A cycle's partitions share theirs across processes instead
-(`cycle_deployments.CycleDeploymentPool`): those outlive the process that started them. Every
-container carries labels (`kinitro.deployment=1`, repo, revision, owner process, and the owner's
-own container when the evaluator runs in one), so a new pool removes the leftovers of dead owner
-processes on this host and of owner containers that are gone (a killed run container); by hand:
-`docker rm -f $(docker ps -aq --filter label=kinitro.deployment=1)`.
+Reuse: a process keeps its own containers for a TTL (`deployment_pool.DeploymentPool`); a cycle's
+partitions share theirs across processes (`cycle_deployments.CycleDeploymentPool`). Every
+container carries labels naming its owner (`host`), so the leftovers of a killed evaluator are
+removed by the next one; by hand: `docker rm -f $(docker ps -aq --filter label=kinitro.deployment=1)`.
+The engine client is `docker_engine`; the image policies start from is built by `runner_image`.
 
 The evaluator must see the snapshot and the socket directory at the same paths as the docker
 daemon does: true when it runs on the host. A containerized evaluator (a run container of
@@ -36,47 +32,47 @@ likewise: deploy/dagster.yaml mounts /var/run/docker.sock, /var/lib/kinitro and 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
 import re
 import shutil
-import socket
 import stat
 import subprocess
-import tempfile
-import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kinitro_dagster.miners.deployments import (
-    KINITRO_COMPAT_DIR,
     DeploymentError,
     ServedDeployment,
     process_is_alive,
 )
+from kinitro_dagster.miners.docker_engine import DockerSetupError, docker_client, missing_image_message
+from kinitro_dagster.miners.host import (
+    LABEL,
+    OWNER_CONTAINER_LABEL,
+    SOCKET_MOUNT,
+    host_pid,
+    make_run_dir,
+    own_container_id,
+    owner_id,
+)
+from kinitro_dagster.miners.hub import hub_identity, storage_folder_of
 from kinitro_dagster.miners.policy_client import unix_socket_url
 from kinitro_dagster.settings import executor_default
 
 if TYPE_CHECKING:
-    import docker
     from docker.models.containers import Container
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE: str = executor_default("miner_deployment_image")
-LABEL = "kinitro.deployment"
-OWNER_CONTAINER_LABEL = "kinitro.owner_container"  # the evaluator's own container id, when it runs in one
-SHARED_RUN_ROOT = Path("/dev/shm/kinitro")  # socket directories, when the host shares it (default_run_root)
 POLICY_UID = 65532  # the image's `policy` user; any non-root uid would do
 _POLICY_MOUNT = "/policy"
-_SOCKET_MOUNT = "/run/policy"
 _SOCKET_NAME = "policy.sock"
 _LOG_NAME = "server.log"
 # The server's output goes to a file next to its socket: written by the policy's own processes
@@ -84,16 +80,12 @@ _LOG_NAME = "server.log"
 # Through docker's log driver, a policy printing without end cost dockerd ~half a core here.
 _SERVER_COMMAND = [
     "sh", "-c",
-    f"exec python -m uvicorn server:app --uds {_SOCKET_MOUNT}/{_SOCKET_NAME} --no-access-log "
-    f"--timeout-keep-alive 300 --timeout-graceful-shutdown 1 >>{_SOCKET_MOUNT}/{_LOG_NAME} 2>&1",
+    f"exec python -m uvicorn server:app --uds {SOCKET_MOUNT}/{_SOCKET_NAME} --no-access-log "
+    f"--timeout-keep-alive 300 --timeout-graceful-shutdown 1 >>{SOCKET_MOUNT}/{_LOG_NAME} 2>&1",
 ]  # fmt: skip
 _LOG_TAIL_BYTES = 4000
 _STOP_GRACE_S = 2
 _MEMORY_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-
-
-class DockerSetupError(RuntimeError):
-    """Docker mode cannot run at all here (no daemon, no image): the evaluator's problem, not a miner's."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +198,7 @@ class DockerDeployment(ServedDeployment):
                 working_dir=workdir,
                 volumes={
                     str(mount_source): {"bind": _POLICY_MOUNT, "mode": "ro"},
-                    str(socket_dir): {"bind": _SOCKET_MOUNT, "mode": "rw"},
+                    str(socket_dir): {"bind": SOCKET_MOUNT, "mode": "rw"},
                 },
                 **sandbox_kwargs(self.options),
             )
@@ -220,7 +212,7 @@ class DockerDeployment(ServedDeployment):
             raise self._launch_failure(error) from error
         self.container_id = self._container.id
         self._finalizer = weakref.finalize(self, _remove_container, self._container.id, run_dir, os.getpid())
-        self._pid = _host_pid(self._container)
+        self._pid = host_pid(self._container)
         logger.info(
             "policy container starting repo=%s revision=%s container=%s image=%s",
             self.repo, (self.revision or "")[:12], self._container.short_id, self.options.image,
@@ -232,7 +224,7 @@ class DockerDeployment(ServedDeployment):
         self._container, self.container_id, self.run_dir = container, container.id, run_dir
         self.socket_path = run_dir / "s" / _SOCKET_NAME
         self._finalizer = weakref.finalize(self, _remove_container, container.id, run_dir, os.getpid())
-        self._pid = _host_pid(container)
+        self._pid = host_pid(container)
         self._launched_at = time.monotonic()  # a warm-up its starter did not see to the end gets the full timeout
 
     def detach(self) -> None:
@@ -416,8 +408,7 @@ def policy_mount(snapshot_dir: Path) -> tuple[Path, str]:
     outside the mounted folder, or is absolute, would dangle in the container: refused.
     """
     snapshot_dir = Path(snapshot_dir).absolute()
-    hub_layout = snapshot_dir.parent.name == "snapshots" and snapshot_dir.parent.parent.name.startswith("models--")
-    root = snapshot_dir.parent.parent if hub_layout else snapshot_dir
+    root = storage_folder_of(snapshot_dir) or snapshot_dir
     real_root = root.resolve()
     for path in snapshot_dir.rglob("*"):
         if not path.is_symlink():
@@ -430,305 +421,6 @@ def policy_mount(snapshot_dir: Path) -> tuple[Path, str]:
             )
     inside = Path(_POLICY_MOUNT) / snapshot_dir.relative_to(root)
     return real_root, inside.as_posix()
-
-
-def hub_identity(snapshot_dir: Path) -> tuple[str | None, str | None]:
-    """(repo, revision) of a hub-cache snapshot path (`models--org--name/snapshots/<rev>`), else Nones."""
-    snapshot_dir = Path(snapshot_dir)
-    storage = snapshot_dir.parent.parent.name
-    if snapshot_dir.parent.name != "snapshots" or not storage.startswith("models--"):
-        return None, None
-    return storage.removeprefix("models--").replace("--", "/"), snapshot_dir.name
-
-
-def make_run_dir(run_root: Path | None = None) -> Path:
-    """A new private (0700) directory for one deployment's socket directory and log."""
-    return Path(tempfile.mkdtemp(prefix="kinitro-policy-", dir=run_root or default_run_root()))
-
-
-def default_run_root() -> Path:
-    """Where socket directories go: under /dev/shm, so files a policy writes there count against its memory.
-
-    /dev/shm/kinitro when it exists: deploy/dagster.yaml bind-mounts the host's into every run
-    container at that same path, so the host's engine finds the directories a run container makes.
-    """
-    for root in (SHARED_RUN_ROOT, SHARED_RUN_ROOT.parent):
-        if root.is_dir() and os.access(root, os.W_OK | os.X_OK):
-            return root
-    return Path(tempfile.gettempdir())
-
-
-# -- the deployment cache ---------------------------------------------------------------------
-
-
-@dataclass
-class _Entry:
-    deployment: DockerDeployment
-    last_used: float
-    in_use: int = 0
-
-
-class DeploymentPool:
-    """Running docker deployments of this process, reused by (repo, revision, image, limits) until
-    idle for `options.ttl_s` (`CycleDeploymentPool` shares them between processes for a cycle).
-
-    `acquire` hands out a running deployment of the same snapshot or a new, unstarted one (the
-    caller starts it, e.g. with `start_all`); `release` puts them back and tears down those that
-    failed, died, expired or were never shared. `close` (also run at process exit) removes all.
-    Thread-safe; the atexit hook acts only in the process that made the pool, not in forked children.
-    """
-
-    def __init__(self, *, prune: bool = True) -> None:
-        self._entries: dict[tuple, _Entry] = {}
-        self._lock = threading.Lock()
-        self._owner_pid = os.getpid()
-        self._pruned = not prune
-        self._ready_images: set[str] = set()
-        atexit.register(self._close_at_exit)
-
-    def acquire(
-        self,
-        snapshot_dir: Path,
-        options: DockerOptions,
-        *,
-        repo: str | None = None,
-        revision: str | None = None,
-        env: dict[str, str] | None = None,
-    ) -> DockerDeployment:
-        self._prepare(options.image)
-        deployment = DockerDeployment(snapshot_dir, options=options, repo=repo, revision=revision, env=env)
-        key = (
-            deployment.repo or str(deployment.snapshot_dir),
-            deployment.revision,
-            options.image,
-            options.cpus,
-            options.memory,
-            options.pids_limit,
-            options.tmp_size,
-            tuple(sorted((env or {}).items())),
-        )
-        stale: DockerDeployment | None = None
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry.in_use == 0:
-                if entry.deployment.is_alive() and not self._expired(entry, options):
-                    entry.in_use += 1
-                    logger.info(
-                        "policy container reused repo=%s container=%s",
-                        deployment.repo,
-                        entry.deployment.container_id,
-                        extra={"repo": deployment.repo},
-                    )
-                    return entry.deployment
-                stale = self._entries.pop(key).deployment
-                entry = None
-            if entry is None and options.ttl_s > 0:
-                self._entries[key] = _Entry(deployment, time.monotonic(), in_use=1)
-        if stale is not None:
-            stale.stop()
-        return deployment  # in use elsewhere (the same snapshot twice at once): a private deployment
-
-    def release(self, deployments: Iterable[DockerDeployment], *, failed: bool = False) -> None:
-        """Give deployments back; stop failed (`failed=True`: all of these), dead, expired and private ones."""
-        to_stop = []
-        with self._lock:
-            cached = {id(e.deployment): (k, e) for k, e in self._entries.items()}
-            for deployment in deployments:
-                key, entry = cached.get(id(deployment), (None, None))
-                if entry is None:
-                    to_stop.append(deployment)
-                    continue
-                entry.in_use -= 1
-                entry.last_used = time.monotonic()
-                dead = failed or not deployment.is_alive() or self._expired(entry, deployment.options)
-                if dead and entry.in_use == 0:
-                    del self._entries[key]
-                    to_stop.append(deployment)
-            for key, entry in list(self._entries.items()):  # idle ones that expired meanwhile
-                if entry.in_use == 0 and self._expired(entry, entry.deployment.options):
-                    del self._entries[key]
-                    to_stop.append(entry.deployment)
-        for deployment in to_stop:
-            deployment.stop()
-
-    def close(self) -> None:
-        with self._lock:
-            entries, self._entries = list(self._entries.values()), {}
-        for entry in entries:
-            entry.deployment.stop()
-
-    def cached(self) -> int:
-        """How many deployments the cache holds (running or not yet started)."""
-        return len(self._entries)
-
-    def _prepare(self, image: str) -> None:
-        """Once: remove dead evaluators' leftovers; per image: fail early (DockerSetupError) if it is missing."""
-        if image in self._ready_images:
-            return
-        if not self._pruned:
-            prune_leftovers()
-            self._pruned = True
-        require_image(image)
-        self._ready_images.add(image)
-
-    @staticmethod
-    def _expired(entry: _Entry, options: DockerOptions) -> bool:
-        return time.monotonic() - entry.last_used >= options.ttl_s
-
-    def _close_at_exit(self) -> None:
-        if os.getpid() == self._owner_pid:
-            self.close()
-
-
-_shared_pool: DeploymentPool | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_pool() -> DeploymentPool:
-    """This process's deployment cache (one per process; partitions in the same process share it)."""
-    global _shared_pool
-    with _shared_lock:
-        if _shared_pool is None or _shared_pool._owner_pid != os.getpid():
-            _shared_pool = DeploymentPool()
-        return _shared_pool
-
-
-# -- docker plumbing --------------------------------------------------------------------------
-
-_clients: dict[int, docker.DockerClient] = {}
-
-
-def docker_client() -> docker.DockerClient:
-    """A client for the docker daemon (DOCKER_HOST or the default socket), one per process."""
-    pid = os.getpid()
-    if pid not in _clients:
-        import docker
-
-        try:
-            client = docker.from_env(timeout=60)
-            client.ping()
-        except docker.errors.DockerException as error:
-            raise DockerSetupError(
-                f"docker mode needs a running docker daemon and none answered ({error}); start dockerd "
-                "(`.ci/run` does) or set DOCKER_HOST, or use KINITRO_EXECUTOR_EVAL_MODE=local"
-            ) from error
-        _clients[pid] = client
-    return _clients[pid]
-
-
-def require_image(image: str) -> None:
-    """Raise DockerSetupError unless `image` is on the docker host."""
-    from docker.errors import ImageNotFound
-
-    try:
-        docker_client().images.get(image)
-    except ImageNotFound:
-        raise DockerSetupError(missing_image_message(image)) from None
-
-
-def missing_image_message(image: str) -> str:
-    return (
-        f"image {image} is not on this docker host: build it with `kinitro env build miner --tag {image}` "
-        "(or point KINITRO_EXECUTOR_MINER_DEPLOYMENT_IMAGE at one that is)"
-    )
-
-
-def owner_id(pid: int | None = None) -> str:
-    """`host/pid/start-time` of a process: tells a live owner from a dead one, even after pid reuse."""
-    pid = pid or os.getpid()
-    return f"{socket.gethostname()}/{pid}/{_start_time(pid)}"
-
-
-def own_container_id() -> str | None:
-    """The id of the docker container this process runs in (from the engine's bind mounts), else None."""
-    global _own_container
-    if _own_container is None:
-        try:
-            with open("/proc/self/mountinfo") as mounts:
-                match = re.search(r"/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.conf)\s", mounts.read())
-        except OSError:
-            match = None
-        _own_container = match.group(1) if match else ""
-    return _own_container or None
-
-
-_own_container: str | None = None
-
-
-def prune_leftovers() -> int:
-    """Remove policy containers whose owner is gone; returns how many.
-
-    The owner is a process on this host (gone: no such pid, or another process reused it), or a
-    process in a container on this docker engine (gone: the container no longer runs, e.g. a run
-    container that was killed and auto-removed). Another machine's containers are left alone.
-    """
-    client = docker_client()
-    removed = 0
-    host = socket.gethostname()
-    here = own_container_id()
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
-        if container.labels.get("kinitro.scope"):
-            continue  # a cycle's shared deployment: it outlives its starter (cycle_deployments)
-        owner_container = container.labels.get(OWNER_CONTAINER_LABEL, "")
-        if owner_container and owner_container != here:
-            if _container_is_running(client, owner_container):
-                continue
-        else:
-            owner_host, _, rest = container.labels.get("kinitro.owner", "").partition("/")
-            pid_text, _, start = rest.partition("/")
-            if owner_host != host or not pid_text.isdigit():
-                continue  # another machine's: not ours to judge
-            pid = int(pid_text)
-            if process_is_alive(pid) and _start_time(pid) == start:
-                continue
-        with contextlib.suppress(Exception):
-            container.remove(force=True)
-            removed += 1
-            _remove_run_dir(container)
-    if removed:
-        logger.warning("removed %d policy containers left by dead evaluator processes", removed)
-    return removed
-
-
-def _container_is_running(client: docker.DockerClient, container_id: str) -> bool:
-    from docker.errors import NotFound
-
-    try:
-        return client.containers.get(container_id).status in ("running", "restarting", "paused")
-    except NotFound:
-        return False
-    except Exception:  # the engine did not answer: do not judge
-        return True
-
-
-def _remove_run_dir(container: Container) -> None:
-    """The socket directory of a removed container (`<run_root>/kinitro-policy-*/s`), if it is one of ours."""
-    for mount in container.attrs.get("Mounts", []):
-        if mount.get("Destination") == _SOCKET_MOUNT:
-            run_dir = Path(mount.get("Source", "")).parent
-            if run_dir.name.startswith("kinitro-policy-"):
-                shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def _start_time(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rpartition(b")")[2].split()[19].decode()
-    except (OSError, IndexError):
-        return "?"
-
-
-def _host_pid(container: Container) -> int | None:
-    """The container's init process as this host sees it, or None (e.g. the evaluator is itself in a container)."""
-    try:
-        container.reload()
-        pid = int(container.attrs["State"]["Pid"])
-        with open(f"/proc/{pid}/cgroup") as cgroup:
-            return pid if pid and container.id in cgroup.read() else None
-    except (OSError, KeyError, ValueError):
-        return None
-    except Exception:  # a docker API error: the container is already gone
-        return None
 
 
 def _read_tail(path: Path, n_bytes: int = _LOG_TAIL_BYTES) -> str:
@@ -762,72 +454,3 @@ def _remove_container(container_id: str, run_dir: Path, owner_pid: int) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
-# -- the miner-runner image -------------------------------------------------------------------
-
-RUNNER_DOCKERFILE_DIR = Path(__file__).resolve().parents[2] / "sim_images" / "miner-runner"
-LOCAL_BASE_IMAGE = "kinitro/base:trixie"  # sim_images/base/build-base.sh: for machines without a registry
-PUBLIC_BASE_IMAGE = "python:3.12-slim"
-_CA_BUNDLE_CANDIDATES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
-RUNNER_COMPAT_CONTEXT_DIR = "kinitro-compat"  # KINITRO_COMPAT_DIR's copy in the build context
-
-
-def build_runner_image(
-    tag: str = DEFAULT_IMAGE,
-    *,
-    base_image: str | None = None,
-    with_metaworld: bool = True,
-    ca_bundle: Path | None = None,
-    echo: Callable[[str], None] = print,
-) -> str:
-    """Build the miner-runner image (`sim_images/miner-runner`); returns its id.
-
-    `base_image` None: the local `kinitro/base:trixie` when this docker host has it (no registry
-    needed), else `python:3.12-slim`. The machine's CA bundle (`ca_bundle`, else PIP_CERT /
-    REQUESTS_CA_BUNDLE / SSL_CERT_FILE / the Debian default) goes into the build context so pip can
-    reach PyPI through a TLS-intercepting proxy; the build uses the host's network. The `kinitro`
-    compatibility package (KINITRO_COMPAT_DIR) goes in as `kinitro-compat/`.
-    """
-    from docker.errors import APIError, BuildError, ImageNotFound
-
-    client = docker_client()
-    if base_image is None:
-        try:
-            client.images.get(LOCAL_BASE_IMAGE)
-            base_image = LOCAL_BASE_IMAGE
-        except ImageNotFound:
-            base_image = PUBLIC_BASE_IMAGE
-    if not (RUNNER_DOCKERFILE_DIR / "Dockerfile").is_file():
-        raise DockerSetupError(f"no Dockerfile at {RUNNER_DOCKERFILE_DIR}: build from a checkout of this repository")
-    echo(f"building {tag} from {base_image} (MetaWorld + MuJoCo: {'yes' if with_metaworld else 'no'})")
-    with tempfile.TemporaryDirectory(prefix="kinitro-build-") as context:
-        shutil.copytree(RUNNER_DOCKERFILE_DIR, context, dirs_exist_ok=True)
-        # The `kinitro` compatibility package (the Dockerfile puts it on PYTHONPATH).
-        shutil.copytree(KINITRO_COMPAT_DIR, Path(context) / RUNNER_COMPAT_CONTEXT_DIR,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
-        bundle = ca_bundle or _machine_ca_bundle()
-        if bundle is not None:
-            shutil.copyfile(bundle, Path(context) / "pip-ca.crt")
-        build_args = {"BASE_IMAGE": base_image, "WITH_METAWORLD": "1" if with_metaworld else "0"}
-        image_id = None
-        try:
-            stream = client.api.build(path=context, tag=tag, buildargs=build_args, network_mode="host", rm=True,
-                                      forcerm=True, decode=True)  # fmt: skip
-            for chunk in stream:
-                if "error" in chunk:
-                    raise DockerSetupError(f"building {tag} failed: {chunk['error'].strip()}")
-                if text := chunk.get("stream", "").rstrip():
-                    echo(text)
-                image_id = chunk.get("aux", {}).get("ID", image_id)
-        except (APIError, BuildError) as error:
-            raise DockerSetupError(f"building {tag} failed: {error}") from error
-    if image_id is None:
-        image_id = client.images.get(tag).id
-    return image_id
-
-
-def _machine_ca_bundle() -> Path | None:
-    for var in _CA_BUNDLE_CANDIDATES:
-        if (value := os.environ.get(var)) and Path(value).is_file():
-            return Path(value)
-    default = Path("/etc/ssl/certs/ca-certificates.crt")
-    return default if default.is_file() else None

@@ -118,3 +118,21 @@ def _offline() -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+def storage_folder_of(snapshot_dir: Path) -> Path | None:
+    """The repo's cache folder (`models--org--name`) holding a hub-cache snapshot
+    (`.../models--org--name/snapshots/<rev>`), or None for any other directory."""
+    snapshot_dir = Path(snapshot_dir)
+    storage = snapshot_dir.parent.parent
+    if snapshot_dir.parent.name != "snapshots" or not storage.name.startswith("models--"):
+        return None
+    return storage
+
+
+def hub_identity(snapshot_dir: Path) -> tuple[str | None, str | None]:
+    """(repo, revision) of a hub-cache snapshot path (`models--org--name/snapshots/<rev>`), else Nones."""
+    storage = storage_folder_of(snapshot_dir)
+    if storage is None:
+        return None, None
+    return storage.name.removeprefix("models--").replace("--", "/"), Path(snapshot_dir).name

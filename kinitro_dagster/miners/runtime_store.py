@@ -86,7 +86,7 @@ def _venv(root: Path, path: Path) -> StoredRuntime | None:
 
 
 def _images(root: Path) -> list[StoredRuntime]:
-    from kinitro_dagster.miners.docker_deployment import DockerSetupError, docker_client
+    from kinitro_dagster.miners.docker_engine import DockerSetupError, docker_client
 
     try:
         listed = docker_client().images.list(filters={"label": "kinitro.runtime"})
@@ -124,7 +124,7 @@ def _remove(root: Path, runtime: StoredRuntime) -> str | None:
         else:
             from docker.errors import APIError
 
-            from kinitro_dagster.miners.docker_deployment import docker_client
+            from kinitro_dagster.miners.docker_engine import docker_client
 
             try:
                 docker_client().images.remove(runtime.location)  # no force: an image in use stays

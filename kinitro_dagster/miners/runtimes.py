@@ -712,7 +712,7 @@ _image_targets: dict[str, Target] = {}
 
 def image_target(base_image: str, settings: RuntimeSettings) -> Target:
     """What `base_image` has (interpreter, platform, packages), probed once per image id and kept in the index."""
-    from kinitro_dagster.miners.docker_deployment import docker_client, require_image
+    from kinitro_dagster.miners.docker_engine import docker_client, require_image
 
     require_image(base_image)  # DockerSetupError when missing
     image = docker_client().images.get(base_image)
@@ -766,7 +766,7 @@ class ImageBuilder:
         return image is not None and image.labels.get("kinitro.runtime") == runtime_id
 
     def size(self, runtime_id: str) -> int | None:
-        from kinitro_dagster.miners.docker_deployment import docker_client
+        from kinitro_dagster.miners.docker_engine import docker_client
 
         image = self._image(runtime_id)
         if image is None:
@@ -777,7 +777,8 @@ class ImageBuilder:
         import docker
         from docker.errors import APIError, BuildError
 
-        from kinitro_dagster.miners.docker_deployment import _machine_ca_bundle, docker_client
+        from kinitro_dagster.miners.docker_engine import docker_client
+        from kinitro_dagster.miners.runner_image import machine_ca_bundle
 
         tag = self.location(runtime_id)
         have = set(self.target.constraints)
@@ -799,7 +800,7 @@ class ImageBuilder:
                 (Path(context) / "Dockerfile").write_text(
                     _RUNTIME_DOCKERFILE.replace("{serving}", SERVING_IMPORTS).replace("{uid}", str(POLICY_UID)))
                 (Path(context) / "requirements.txt").write_text("".join(f"{line}\n" for line in [*lines, *missing]))
-                if (bundle := _machine_ca_bundle()) is not None:
+                if (bundle := machine_ca_bundle()) is not None:
                     shutil.copyfile(bundle, Path(context) / "pip-ca.crt")
                 stream = client.api.build(
                     path=context, tag=tag, network_mode="host", rm=True, forcerm=True, pull=False, decode=True,
@@ -831,7 +832,7 @@ class ImageBuilder:
     def _image(self, runtime_id: str):
         from docker.errors import ImageNotFound
 
-        from kinitro_dagster.miners.docker_deployment import docker_client
+        from kinitro_dagster.miners.docker_engine import docker_client
 
         try:
             return docker_client().images.get(self.location(runtime_id))

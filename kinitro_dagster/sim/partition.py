@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kinitro_dagster.miners.cycle_deployments import CycleDeploymentPool, cycle_pool
+from kinitro_dagster.miners.deployment_pool import DeploymentPool, shared_pool
 from kinitro_dagster.miners.deployments import Deployment, DeploymentError, LocalDeployment, start_all
-from kinitro_dagster.miners.docker_deployment import DeploymentPool, DockerOptions, shared_pool
+from kinitro_dagster.miners.docker_deployment import DockerOptions
 from kinitro_dagster.miners.policy_client import ClientSettings
 from kinitro_dagster.miners.runtimes import (
     Runtime,

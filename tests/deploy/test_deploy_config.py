@@ -63,7 +63,7 @@ def _mounts(volumes: list[str]) -> dict[str, str]:
 def test_run_containers_can_start_policy_containers_on_the_host(env_example):
     """Docker eval mode from a run container: it asks the host's engine to mount a snapshot and a
     socket directory by the paths it sees, so those must be host paths mounted at the same place."""
-    from kinitro_dagster.miners.docker_deployment import SHARED_RUN_ROOT
+    from kinitro_dagster.miners.host import SHARED_RUN_ROOT
 
     launcher = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["run_launcher"]["config"]
     mounts = _mounts(launcher["container_kwargs"]["volumes"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kinitro_dagster.miners.docker_deployment import LABEL, owner_id
+from kinitro_dagster.miners.host import LABEL, owner_id
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("KINITRO_EXECUTOR_MINER_DEPLOYMENT_IMAGE", "kinitro/miner-runner:v1")

@@ -25,7 +25,9 @@ from kinitro_dagster.miners.cycle_deployments import (
     reap_idle_deployments,
     retire_scope,
 )
-from kinitro_dagster.miners.docker_deployment import LABEL, DockerDeployment, DockerOptions, docker_client
+from kinitro_dagster.miners.docker_deployment import DockerDeployment, DockerOptions
+from kinitro_dagster.miners.docker_engine import docker_client
+from kinitro_dagster.miners.host import LABEL
 from kinitro_dagster.miners.policy_client import ClientSettings
 from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition

@@ -22,20 +22,18 @@ from pathlib import Path
 
 import pytest
 
+from kinitro_dagster.miners.deployment_pool import DeploymentPool
 from kinitro_dagster.miners.deployments import Deployment, DeploymentError, process_is_alive
 from kinitro_dagster.miners.docker_deployment import (
     POLICY_UID,
-    DeploymentPool,
     DockerDeployment,
     DockerOptions,
-    DockerSetupError,
-    default_run_root,
-    docker_client,
-    hub_identity,
     parse_memory,
     policy_mount,
 )
-from kinitro_dagster.miners.hub import fetch_snapshot, publish_to_cache
+from kinitro_dagster.miners.docker_engine import DockerSetupError, docker_client
+from kinitro_dagster.miners.host import default_run_root
+from kinitro_dagster.miners.hub import fetch_snapshot, hub_identity, publish_to_cache
 from kinitro_dagster.miners.policy_client import ClientSettings, PolicyClient
 from kinitro_dagster.protocol import PolicyError
 from kinitro_dagster.sim.base import EnvConfig
@@ -428,7 +426,7 @@ def test_containers_of_a_gone_run_container_are_removed_and_of_a_running_one_kep
     run container is gone (killed, auto-removed), the next evaluator's pool removes them."""
     import docker
 
-    from kinitro_dagster.miners import docker_deployment
+    from kinitro_dagster.miners import host
 
     client = docker.from_env()
     # Stand-ins for two run containers: one still running, one killed and removed.
@@ -439,15 +437,15 @@ def test_containers_of_a_gone_run_container_are_removed_and_of_a_running_one_kep
     launched = {}
     try:
         for owner in (running.id, gone.id):
-            monkeypatch.setattr(docker_deployment, "_own_container", owner)
+            monkeypatch.setattr(host, "_own_container", owner)
             deployment = DockerDeployment(MINERS / "random_policy", options=DockerOptions(image=docker_image))
             deployment.launch()
             launched[owner] = deployment
             assert client.containers.get(deployment.container_id).labels["kinitro.owner_container"] == owner
         launched[gone.id]._finalizer.detach()  # as if its evaluator had been SIGKILLed with its container
-        monkeypatch.setattr(docker_deployment, "_own_container", "")  # the next evaluator, on the host
+        monkeypatch.setattr(host, "_own_container", "")  # the next evaluator, on the host
 
-        assert docker_deployment.prune_leftovers() >= 1
+        assert host.prune_leftovers() >= 1
         with pytest.raises(docker.errors.NotFound):
             client.containers.get(launched[gone.id].container_id)
         assert not launched[gone.id].socket_path.parent.parent.exists()  # its socket directory too

@@ -155,7 +155,7 @@ def runner_image() -> Iterator[str]:
     Needs dockerd and kinitro/base:trixie; sim_images/setup-docker.sh makes both (needs root) and
     the test FAILS if that does not work, as the other docker tests do.
     """
-    from kinitro_dagster.miners.docker_deployment import LOCAL_BASE_IMAGE, build_runner_image
+    from kinitro_dagster.miners.runner_image import LOCAL_BASE_IMAGE, build_runner_image
 
     def ready() -> bool:
         check = subprocess.run(["docker", "image", "inspect", LOCAL_BASE_IMAGE], capture_output=True, check=False)

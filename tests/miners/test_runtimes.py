@@ -251,7 +251,8 @@ def in_image(image: str, code: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.docker
 @pytest.mark.slow
 def test_docker_runtime_is_an_image_layer_shared_by_miners_with_the_same_requirements(tmp_path):
-    from kinitro_dagster.miners.docker_deployment import DeploymentPool, DockerOptions
+    from kinitro_dagster.miners.deployment_pool import DeploymentPool
+    from kinitro_dagster.miners.docker_deployment import DockerOptions
     from kinitro_dagster.miners.hub import fetch_snapshot, publish_to_cache
     from kinitro_dagster.miners.runtimes import ensure_image_runtime
 
