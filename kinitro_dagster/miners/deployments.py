@@ -125,6 +125,7 @@ class LocalDeployment:
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
         self._launched_at = 0.0
+        self.warmup_s: float | None = None  # launch to the first healthy answer, once started
 
     # -- Deployment -----------------------------------------------------------------------------
 
@@ -257,9 +258,17 @@ class LocalDeployment:
                     )
                 try:
                     client.health(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
-                    return
                 except PolicyError as error:
                     last_error = str(error)
+                else:
+                    self.warmup_s = time.monotonic() - self._launched_at
+                    logger.info(
+                        "policy server healthy policy_dir=%s pid=%d warmup_s=%.2f",
+                        self.policy_dir, self._process.pid, self.warmup_s,
+                        extra={"policy_dir": str(self.policy_dir), "pid": self._process.pid,
+                               "warmup_s": round(self.warmup_s, 3)},
+                    )  # fmt: skip
+                    return
                 time.sleep(_HEALTH_POLL_S)
         raise DeploymentError(
             f"policy server in {self.policy_dir} did not answer GET /health within "

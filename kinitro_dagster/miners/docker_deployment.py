@@ -152,6 +152,7 @@ class DockerDeployment:
         self._pid: int | None = None
         self._finalizer: weakref.finalize | None = None
         self._launched_at = 0.0
+        self.warmup_s: float | None = None  # launch to the first healthy answer, once started
 
     # -- Deployment -----------------------------------------------------------------------------
 
@@ -282,6 +283,13 @@ class DockerDeployment:
                         last_error = str(error)
                     else:
                         self._seal_socket_dir()
+                        self.warmup_s = time.monotonic() - self._launched_at
+                        logger.info(
+                            "policy container healthy repo=%s revision=%s image=%s warmup_s=%.2f",
+                            self.repo, (self.revision or "")[:12], self.options.image, self.warmup_s,
+                            extra={"repo": self.repo, "revision": self.revision, "image": self.options.image,
+                                   "warmup_s": round(self.warmup_s, 3)},
+                        )  # fmt: skip
                         return
                 time.sleep(_HEALTH_POLL_S)
         raise DeploymentError(
