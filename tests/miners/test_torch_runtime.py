@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kinitro_dagster.miners.docker_deployment import DeploymentPool, DockerOptions
@@ -66,10 +67,10 @@ def docker_image() -> Iterator[str]:
     yield IMAGE
 
 
-def published(tmp_path: Path, uid: int, repo: str) -> PolicyUnderTest:
-    """The template, files unchanged, published under `repo` to a local hub cache."""
+def published(tmp_path: Path, uid: int, repo: str, policy: Path = TEMPLATE) -> PolicyUnderTest:
+    """`policy` (the template), files unchanged, published under `repo` to a local hub cache."""
     source = tmp_path / "src" / repo.replace("/", "--")
-    shutil.copytree(TEMPLATE, source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(policy, source, ignore=shutil.ignore_patterns("__pycache__"))
     cache = tmp_path / "hub"
     snapshot = fetch_snapshot(repo, publish_to_cache(source, repo, cache_dir=cache), cache_dir=cache)
     return PolicyUnderTest(uid, snapshot.path, repo=snapshot.repo, revision=snapshot.revision)
@@ -127,3 +128,70 @@ def test_kinitro_template_runs_in_its_torch_runtime_which_a_second_miner_reuses(
     for repo, record in healthy.items():
         assert record.image == runtime.location  # served from the torch runtime, not the base image
         print(f"policy warm-up {repo}: {record.warmup_s:.2f} s")
+
+
+# -- a learned policy (examples/miners/learned_reach): torch==2.15.0, weights in the snapshot --------
+
+LEARNED = REPO / "examples" / "miners" / "learned_reach"
+RANDOM = REPO / "examples" / "miners" / "random_policy"
+# Production observations (cameras, no privileged state: `extra` is {}), shorter episodes.
+REACH = EnvConfig(use_images=True, privileged_state=False, max_steps=150)
+REACH_SEEDS = list(range(100, 108))
+LEARNED_MIN_WINS = 6
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_learned_policy_serves_from_its_torch_runtime_and_reaches_goals_random_does_not(docker_image, tmp_path, caplog):
+    from kinitro_dagster.miners.docker_deployment import DockerDeployment
+    from kinitro_dagster.miners.policy_client import PolicyClient
+    from kinitro_dagster.sim.metaworld import MetaWorldEnv
+
+    settings = RuntimeSettings(root=tmp_path / "state" / "runtimes")
+    learned = published(tmp_path, 1, "carol/learned-reach", LEARNED)
+    random = published(tmp_path, 2, "dave/random", RANDOM)
+    started = time.monotonic()
+    runtime = ensure_image_runtime(learned.policy_dir, settings, docker_image)
+    how = "built cold" if runtime.built else "found in dockerd's store, resolved"
+    print(f"\nlearned policy's runtime {runtime.location}: {how} in {time.monotonic() - started:.1f} s, "
+          f"adds {runtime.size_bytes / 2**20:.0f} MiB")  # fmt: skip
+    assert "torch==2.15.0" in runtime.pins
+
+    pool = DeploymentPool(prune=False)
+    try:
+        with caplog.at_level(logging.INFO, logger="kinitro_dagster"):
+            records = evaluate_env_partition(
+                ENV_ID, [learned, random], REACH_SEEDS, REACH, max_workers=1,
+                docker=DockerOptions(image=docker_image, ttl_s=0), docker_pool=pool, runtimes=settings,
+            )  # fmt: skip
+    finally:
+        pool.close()
+    assert [(r.uid, r.error_kind, r.error) for r in records if r.error_kind] == []
+    healthy = {r.repo: r for r in caplog.records if r.getMessage().startswith("policy container healthy")}
+    assert healthy[learned.repo].image == runtime.location and healthy[random.repo].image == docker_image
+    print(f"policy warm-up: learned {healthy[learned.repo].warmup_s:.2f} s (imports torch, loads its weights), "
+          f"random {healthy[random.repo].warmup_s:.2f} s")  # fmt: skip
+    wins = {uid: [r.seed for r in records if r.uid == uid and r.success] for uid in (1, 2)}
+    print(f"seeds {REACH_SEEDS[0]}..{REACH_SEEDS[-1]}, {REACH.max_steps} steps: learned reached {len(wins[1])}, "
+          f"random {len(wins[2])}")  # fmt: skip
+    assert len(wins[1]) >= LEARNED_MIN_WINS and wins[2] == []
+
+    # Its actions, step by step: hold still once, then finite and varying (not a constant policy).
+    actions = []
+    options = DockerOptions(image=runtime.location, ttl_s=0)
+    with (
+        MetaWorldEnv(ENV_ID, REACH) as env,
+        DockerDeployment(learned.policy_dir, options=options, repo=learned.repo, revision=learned.revision) as server,
+        PolicyClient(server.base_url) as client,
+    ):
+        observation = env.reset(REACH_SEEDS[0])
+        client.reset(env.task_config())
+        for _ in range(12):
+            action = client.act(observation)
+            actions.append([*action.ee_twist, action.gripper])
+            observation = env.step(action).observation
+    actions = np.asarray(actions)
+    assert np.isfinite(actions).all()
+    assert (actions[0] == 0).all()  # the first step holds still (policy.py)
+    assert np.ptp(actions[1:, :3], axis=0).max() > 0.05 and np.abs(actions[1:, :3]).max() > 0.2
