@@ -142,12 +142,17 @@ class ServedDeployment:
                         last_error = str(error)
                     else:
                         self._on_healthy()
-                        self.warmup_s = time.monotonic() - self._launched_at
-                        logger.info("policy server healthy %s warmup_s=%.2f", self._describe(), self.warmup_s,
-                                    extra={"warmup_s": round(self.warmup_s, 3)})  # fmt: skip
+                        self._log_healthy(time.monotonic() - self._launched_at)
                         return
                 time.sleep(_HEALTH_POLL_S)
         raise DeploymentError(self._timed_out_message(last_error))
+
+    def _log_healthy(self, warmup_s: float) -> None:
+        self.warmup_s = warmup_s
+        fields = self._log_fields()
+        who = " ".join(f"{k}={v}" for k, v in fields.items())
+        logger.info("%s healthy %s warmup_s=%.2f", self._kind, who, warmup_s,
+                    extra={**fields, "warmup_s": round(warmup_s, 3)})  # fmt: skip
 
     def _ready_to_ask(self) -> bool:
         return True
@@ -155,8 +160,11 @@ class ServedDeployment:
     def _on_healthy(self) -> None:
         pass
 
-    def _describe(self) -> str:
-        return repr(self)
+    _kind = "policy server"  # what the logs call it
+
+    def _log_fields(self) -> dict[str, object]:
+        """Who this deployment is, for its log lines (and their structured fields)."""
+        return {}
 
     def _exited_message(self) -> str:
         raise NotImplementedError
@@ -308,6 +316,9 @@ class LocalDeployment(ServedDeployment):
         paths = [str(self.policy_dir), *env.get("PYTHONPATH", "").split(os.pathsep), str(KINITRO_COMPAT_DIR)]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         return env
+
+    def _log_fields(self) -> dict[str, object]:
+        return {"policy_dir": str(self.policy_dir), "pid": self.pid}
 
     def _exited_message(self) -> str:
         code = self._process.returncode if self._process else None

@@ -272,8 +272,10 @@ class DockerDeployment(ServedDeployment):
     def _on_healthy(self) -> None:
         self._seal_socket_dir()
 
-    def _describe(self) -> str:
-        return f"repo={self.repo} revision={(self.revision or '')[:12]} image={self.options.image}"
+    _kind = "policy container"
+
+    def _log_fields(self) -> dict[str, object]:
+        return {"repo": self.repo, "revision": (self.revision or "")[:12], "image": self.options.image}
 
     def _exited_message(self) -> str:
         state = self.state()
