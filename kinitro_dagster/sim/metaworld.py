@@ -184,12 +184,26 @@ class MetaWorldEnv:
             raise ValueError(f"episode seed must be an integer in [0, 2**32), got {seed!r}")
         self._env.seed(int(seed))
         state, _ = self._env.reset()
+        self._place_sites()
         self._steps = 0
         self._success = False
         self._done = False
         if self._renderer is not None:
             self._extrinsics = {name: self._extrinsic_matrix(cid) for name, cid in self._camera_ids.items()}
         return self._observation(state)
+
+    def _place_sites(self) -> None:
+        """Put the goal and target sites where this episode has them before the first frame.
+
+        MetaWorld's reset moves them after its last forward pass, so until the first step the scene
+        (and the first frame a policy sees) shows them where the previous episode had them.
+        Recomputing positions from the unchanged state fixes that; mj_forward also refreshes the
+        solver's warm start, which the next step would start from, so that is kept as it was: the
+        episode plays exactly as without this.
+        """
+        warmstart = self._data.qacc_warmstart.copy()
+        mujoco.mj_forward(self._model, self._data)
+        self._data.qacc_warmstart[:] = warmstart
 
     def step(self, action: PolicyAction) -> StepResult:
         if self._done:

@@ -111,6 +111,30 @@ def test_privileged_state_shows_the_goal_and_it_depends_on_the_seed(reach_state_
     assert not np.allclose(goals[0], goals[1])
 
 
+@pytest.mark.parametrize("env_id", ["metaworld/reach-v3", "metaworld/push-v3", "metaworld/pick-place-v3"])
+def test_first_frame_shows_the_goal_where_this_episode_has_it(env_id: str) -> None:
+    """MetaWorld's reset leaves the goal site where the previous episode had it until a step; the
+    first observation (its frames) must show this episode's goal, and the episode play as before."""
+    env = MetaWorldEnv(env_id, EnvConfig(use_images=False, privileged_state=True))
+    goal_site = mujoco.mj_name2id(env._model, mujoco.mjtObj.mjOBJ_SITE, "goal")
+    rng = np.random.default_rng(3)
+    actions = [PolicyAction(rng.uniform(-1, 1, 6), float(rng.uniform())) for _ in range(60)]
+
+    def play(seed: int) -> np.ndarray:
+        first = env.reset(seed)
+        assert np.allclose(env._data.site_xpos[goal_site], first["extra"]["state"][-3:]), seed
+        return np.array([env.step(a).observation["extra"]["state"] for a in actions])
+
+    try:
+        placed = [play(seed) for seed in (5, 6)]  # the second reset starts where the first episode left
+        env._place_sites = lambda: None  # as MetaWorld alone would have it: only the frames differ
+        stock = [env.reset(seed) and np.array([env.step(a).observation["extra"]["state"] for a in actions])
+                 for seed in (5, 6)]  # fmt: skip
+    finally:
+        env.close()
+    assert all(np.array_equal(a, b) for a, b in zip(placed, stock, strict=True))
+
+
 def test_no_privileged_state_means_empty_extra() -> None:
     with MetaWorldEnv("metaworld/reach-v3", EnvConfig(use_images=False)) as env:
         assert env.reset(0)["extra"] == {}

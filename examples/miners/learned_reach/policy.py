@@ -2,9 +2,10 @@
 
 It holds still for an episode's first step; at the second `/act` the network looks at both corner
 cameras (84x84 RGB) and estimates where the goal is; from then on it maps that estimate and
-`proprio.ee_pos` to MetaWorld's native action. Why wait a step: the observation right after reset
-draws the goal's marker where the previous draw of MetaWorld's reset put it, not at the episode's
-goal (MetaWorld moves the marker into place only when it steps); one step later it is right. It
+`proprio.ee_pos` to MetaWorld's native action. Why wait a step: when it was trained, the
+observation right after reset drew the goal's marker where the previous episode had it (MetaWorld
+moves the marker into place only when it steps; the evaluator now places it before the first
+frame, so the wait costs one step and nothing else). It
 never reads `extra["state"]` (privileged state is off in production). The weights (`reach_net.pt`,
 479 KiB) ship in the snapshot; `train.py` makes them by behaviour cloning of MetaWorld's scripted
 expert on `metaworld/reach-v3` (README.md beside this file).
