@@ -23,6 +23,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kinitro_dagster.sizes import parse_memory
+
 # Accepts any case (`debug` as the flag does), stored upper-case for `logging`.
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(lambda v: str(v).upper())]
 # An optional value set to "" means "not set": compose files and launchers forward variables the
@@ -199,8 +201,6 @@ class ExecutorSettings(BaseSettings):
     @field_validator("miner_runtime_max_size")
     @classmethod
     def _a_size(cls, value: str) -> str:
-        from kinitro_dagster.miners.docker_deployment import parse_memory
-
         parse_memory(value)  # ValueError: says what a size looks like
         return value
 

@@ -31,7 +31,7 @@ from kinitro_dagster.settings import (
     state_dir,
 )
 from kinitro_dagster.sim.base import EnvConfig
-from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition
+from kinitro_dagster.sim.partition import PartitionSettings, PolicyUnderTest, evaluate_env_partition
 from kinitro_dagster.sim.seeds import episode_seeds
 from kinitro_dagster.version import code_version
 from kinitro_dagster.warehouse.records import CycleConfiguration, CycleRecord, EpisodeRecord
@@ -192,13 +192,13 @@ class Evaluator(dg.ConfigurableResource):
         `cycle_key`: the cycle's partitions share their policy deployments (docker mode)."""
         env_config = EnvConfig(max_steps=cycle.max_timesteps, use_images=cycle.use_images,
                                privileged_state=cycle.privileged_state)
-        return evaluate_env_partition(
-            env_id, policies, seeds, env_config,
-            client_settings=ClientSettings(action_timeout=cycle.action_timeout),
+        settings = PartitionSettings(
+            env=env_config, client=ClientSettings(action_timeout=cycle.action_timeout),
             warmup_timeout=self.miner_deployment_warmup_timeout, eval_timeout=cycle.eval_timeout,
             max_workers=self.max_workers, miners_per_worker=self.miners_per_worker, docker=self.docker_options(),
-            scope=cycle_key, runtimes=self.runtime_settings(),
+            runtimes=self.runtime_settings(),
         )
+        return evaluate_env_partition(env_id, policies, seeds, settings, scope=cycle_key)
 
     def retire_deployments(self, cycle_key: str) -> RetireReport | None:
         """Remove the cycle's shared policy containers that no partition holds (docker mode; None in local)."""

@@ -64,6 +64,7 @@ from kinitro_dagster.miners.host import (
 from kinitro_dagster.miners.hub import hub_identity, storage_folder_of
 from kinitro_dagster.miners.policy_client import unix_socket_url
 from kinitro_dagster.settings import executor_default
+from kinitro_dagster.sizes import parse_memory
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -85,7 +86,6 @@ _SERVER_COMMAND = [
 ]  # fmt: skip
 _LOG_TAIL_BYTES = 4000
 _STOP_GRACE_S = 2
-_MEMORY_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
 @dataclass(frozen=True)
@@ -102,16 +102,6 @@ class DockerOptions:
     warmup_timeout: float = executor_default("miner_deployment_warmup_timeout")
     gpu_count: int = 0  # NVIDIA GPUs per container (a Docker device request); 0: none
     min_gpu_memory_gb: float | None = None  # each of them must have at least this much memory
-
-
-def parse_memory(text: str | int) -> int:
-    """Bytes in `4Gi`, `4G`, `4g`, `4GB`, `512Mi`, `1048576` (all binary units, as docker reads them)."""
-    if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)(?:i?[bB]?|i)?\s*", text)
-    if not match:
-        raise ValueError(f"memory {text!r} is not a size: use e.g. 4Gi, 512Mi or a number of bytes")
-    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()])
 
 
 class DockerDeployment(ServedDeployment):

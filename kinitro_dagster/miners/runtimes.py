@@ -64,8 +64,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from kinitro_dagster.miners.docker_deployment import POLICY_UID, parse_memory
+from kinitro_dagster.miners.docker_deployment import POLICY_UID
 from kinitro_dagster.settings import executor_default
+from kinitro_dagster.sizes import parse_memory
 
 logger = logging.getLogger(__name__)
 

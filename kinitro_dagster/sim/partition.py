@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kinitro_dagster.miners.cycle_deployments import CycleDeploymentPool, cycle_pool
@@ -56,29 +56,39 @@ class PolicyUnderTest:
     revision: str | None = None
 
 
+@dataclass(frozen=True)
+class PartitionSettings:
+    """How a partition deploys its policies and plays: one object from the Evaluator down, its
+    fields named as the settings are (`KINITRO_EXECUTOR_*`)."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    client: ClientSettings = field(default_factory=ClientSettings)  # the act timeout, the client's limits
+    warmup_timeout: float = executor_default("miner_deployment_warmup_timeout")
+    eval_timeout: float | None = None  # one episode's wall-clock budget; None: unbounded
+    max_workers: int | None = None
+    miners_per_worker: int | None = None
+    docker: DockerOptions | None = None  # run policies in containers (None: local subprocesses)
+    # Build (or reuse) each policy's declared runtime first (None: every policy runs in the base
+    # runtime, whatever it declares).
+    runtimes: RuntimeSettings | None = None
+
+
 def evaluate_env_partition(
     env_id: str,
     policies: list[PolicyUnderTest],
     seeds: list[int],
-    env_config: EnvConfig,
+    settings: PartitionSettings | None = None,
     *,
-    client_settings: ClientSettings | None = None,
-    warmup_timeout: float = executor_default("miner_deployment_warmup_timeout"),
-    eval_timeout: float | None = None,
-    max_workers: int | None = None,
-    miners_per_worker: int | None = None,
-    docker: DockerOptions | None = None,
     docker_pool: DeploymentPool | CycleDeploymentPool | None = None,
     scope: str | None = None,
-    runtimes: RuntimeSettings | None = None,
 ) -> list[EpisodeRecord]:
-    """Every policy plays `seeds` on `env_id`. `docker`: run policies in containers (None: local subprocesses).
+    """Every policy plays `seeds` on `env_id`, deployed and played as `settings` say.
 
     `scope`: in docker mode, share deployments with this host's other partitions of that scope (a
-    cycle) for as long as they are used (`docker_pool` overrides). `runtimes`: build (or reuse)
-    each policy's declared runtime first (None: every policy runs in the base runtime, whatever it
-    declares).
+    cycle) for as long as they are used (`docker_pool` overrides).
     """
+    settings = settings or PartitionSettings()
+    docker, runtimes = settings.docker, settings.runtimes
     pool = None
     if docker is not None:
         pool = docker_pool if docker_pool is not None else cycle_pool(scope) if scope else shared_pool()
@@ -99,7 +109,7 @@ def evaluate_env_partition(
             else:
                 python = runtime.python if runtime is not None else sys.executable
                 deployments[policy.uid] = LocalDeployment(policy.policy_dir, python=python,
-                                                          warmup_timeout=warmup_timeout)
+                                                          warmup_timeout=settings.warmup_timeout)
         except DeploymentError as exc:  # not a miner template directory, a snapshot unusable in a container
             records += failed_episodes(policy.uid, seeds, ErrorKind.DEPLOYMENT_FAILED, str(exc))
     failed: dict[int, DeploymentError] = {}
@@ -114,9 +124,9 @@ def evaluate_env_partition(
         targets = [MinerTarget(uid=uid, base_url=d.base_url, pid=d.pid)
                    for uid, d in deployments.items() if uid not in failed]
         if targets:
-            records += evaluate_partition(env_id, targets, seeds, env_config, max_workers=max_workers,
-                                          miners_per_worker=miners_per_worker, client_settings=client_settings,
-                                          eval_timeout=eval_timeout)
+            records += evaluate_partition(env_id, targets, seeds, settings.env, max_workers=settings.max_workers,
+                                          miners_per_worker=settings.miners_per_worker,
+                                          client_settings=settings.client, eval_timeout=settings.eval_timeout)
         ok = True
     finally:
         if pool is None:

@@ -30,7 +30,7 @@ from kinitro_dagster.miners.docker_engine import docker_client
 from kinitro_dagster.miners.host import LABEL
 from kinitro_dagster.miners.policy_client import ClientSettings
 from kinitro_dagster.sim.base import EnvConfig
-from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition
+from kinitro_dagster.sim.partition import PartitionSettings, PolicyUnderTest, evaluate_env_partition
 from tests.miners.test_docker_deployment import MINERS, publish
 
 SHORT = EnvConfig(max_steps=5, use_images=False)
@@ -60,8 +60,8 @@ def _ids(scope: str) -> set[str]:
 
 
 def _play(env_id: str, policy: PolicyUnderTest, pool: CycleDeploymentPool, options: DockerOptions) -> None:
-    records = evaluate_env_partition(env_id, [policy], [11, 12], SHORT, docker=options, docker_pool=pool,
-                                     client_settings=ACT)  # fmt: skip
+    settings = PartitionSettings(env=SHORT, docker=options, client=ACT)
+    records = evaluate_env_partition(env_id, [policy], [11, 12], settings, docker_pool=pool)
     assert [(r.error_kind, r.steps) for r in records] == [(None, 5), (None, 5)], [r.error for r in records]
 
 

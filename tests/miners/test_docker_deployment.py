@@ -28,7 +28,6 @@ from kinitro_dagster.miners.docker_deployment import (
     POLICY_UID,
     DockerDeployment,
     DockerOptions,
-    parse_memory,
     policy_mount,
 )
 from kinitro_dagster.miners.docker_engine import DockerSetupError, docker_client
@@ -37,7 +36,8 @@ from kinitro_dagster.miners.hub import fetch_snapshot, hub_identity, publish_to_
 from kinitro_dagster.miners.policy_client import ClientSettings, PolicyClient
 from kinitro_dagster.protocol import PolicyError
 from kinitro_dagster.sim.base import EnvConfig
-from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition
+from kinitro_dagster.sim.partition import PartitionSettings, PolicyUnderTest, evaluate_env_partition
+from kinitro_dagster.sizes import parse_memory
 from tests.miners.conftest import our_containers as _our_containers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -231,8 +231,8 @@ def test_container_runs_sandboxed_and_stop_removes_it(docker_image, tmp_path):
 def test_missing_image_fails_the_partition_with_a_build_hint(docker_image, tmp_path):
     policy = publish(MINERS / "random_policy", "alice/random", tmp_path / "hub")
     with pytest.raises(DockerSetupError, match="kinitro env build miner"):
-        evaluate_env_partition(ENV_ID, [policy], [1], SHORT, docker=DockerOptions(image="kinitro/no-such-image:0"),
-                               docker_pool=RecordingPool())  # fmt: skip
+        evaluate_env_partition(ENV_ID, [policy], [1], PartitionSettings(
+            env=SHORT, docker=DockerOptions(image="kinitro/no-such-image:0")), docker_pool=RecordingPool())  # fmt: skip
 
 
 @pytest.mark.docker
@@ -307,8 +307,8 @@ def test_hostile_policies_fail_their_own_episodes_and_harm_nothing_else(docker_i
     pool = RecordingPool()
     options = DockerOptions(image=docker_image, cpus=0.5, memory="512Mi", pids_limit=64, ttl_s=0)
 
-    records = evaluate_env_partition(ENV_ID, policies, [1, 2], SHORT, docker=options, docker_pool=pool,
-                                     client_settings=ClientSettings(action_timeout=5.0))  # fmt: skip
+    records = evaluate_env_partition(ENV_ID, policies, [1, 2], PartitionSettings(
+        env=SHORT, docker=options, client=ClientSettings(action_timeout=5.0)), docker_pool=pool)  # fmt: skip
 
     by_uid = {uid: [r for r in records if r.uid == uid] for uid in range(1, 2 + len(HOSTILE_MODES))}
     assert [(r.steps, r.error_kind) for r in by_uid[1]] == [(20, None), (20, None)], by_uid[1]
@@ -384,8 +384,8 @@ def test_cache_reuses_a_running_deployment_and_replaces_a_crashed_one(docker_ima
     config = EnvConfig(max_steps=5, use_images=False)
     try:
         for _ in range(2):
-            records = evaluate_env_partition(ENV_ID, policies, [1], config, docker=options, docker_pool=pool,
-                                             client_settings=ClientSettings(action_timeout=5.0))  # fmt: skip
+            records = evaluate_env_partition(ENV_ID, policies, [1], PartitionSettings(
+                env=config, docker=options, client=ClientSettings(action_timeout=5.0)), docker_pool=pool)  # fmt: skip
             assert [r.error_kind for r in records] == [None, "crashed"]
         good_deployments = [d for d in pool.seen if d.repo == "alice/good"]
         memory_deployments = [d for d in pool.seen if d.repo == "mallory/memory"]

@@ -27,7 +27,7 @@ from kinitro_dagster.miners.runtimes import (
     ensure_venv_runtime,
 )
 from kinitro_dagster.sim.base import EnvConfig
-from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition
+from kinitro_dagster.sim.partition import PartitionSettings, PolicyUnderTest, evaluate_env_partition
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -213,8 +213,9 @@ def test_unbuildable_runtimes_fail_only_their_own_miner(own_runtime, runtimes_ro
     ]
     started = time.monotonic()
     records = evaluate_env_partition(
-        "metaworld/reach-v3", policies, [11, 12], EnvConfig(max_steps=5, use_images=False), max_workers=1,
-        runtimes=RuntimeSettings(root=runtimes_root, max_size=f"{limit_mib}Mi", build_timeout_s=300),
+        "metaworld/reach-v3", policies, [11, 12], PartitionSettings(
+            env=EnvConfig(max_steps=5, use_images=False), max_workers=1,
+            runtimes=RuntimeSettings(root=runtimes_root, max_size=f"{limit_mib}Mi", build_timeout_s=300)),
     )  # fmt: skip
     print(f"\npartition with 5 miners (3 unbuildable runtimes) in {time.monotonic() - started:.1f} s")
     by_uid = {uid: [r for r in records if r.uid == uid] for uid in range(1, 6)}
@@ -294,9 +295,10 @@ def test_docker_runtime_is_an_image_layer_shared_by_miners_with_the_same_require
         pool = DeploymentPool(prune=False)
         try:
             records = evaluate_env_partition(
-                "metaworld/reach-v3", [alice, bob, carol], [11], EnvConfig(max_steps=5, use_images=False),
-                max_workers=1, docker=DockerOptions(image=RUNNER_IMAGE, memory="1Gi", ttl_s=0), docker_pool=pool,
-                runtimes=settings,
+                "metaworld/reach-v3", [alice, bob, carol], [11], PartitionSettings(
+                    env=EnvConfig(max_steps=5, use_images=False), max_workers=1,
+                    docker=DockerOptions(image=RUNNER_IMAGE, memory="1Gi", ttl_s=0), runtimes=settings),
+                docker_pool=pool,
             )  # fmt: skip
         finally:
             pool.close()

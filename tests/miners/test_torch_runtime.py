@@ -29,7 +29,7 @@ from kinitro_dagster.miners.docker_deployment import DockerOptions
 from kinitro_dagster.miners.hub import fetch_snapshot, publish_to_cache
 from kinitro_dagster.miners.runtimes import RuntimeSettings, declared_requirements, ensure_image_runtime
 from kinitro_dagster.sim.base import EnvConfig
-from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition
+from kinitro_dagster.sim.partition import PartitionSettings, PolicyUnderTest, evaluate_env_partition
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -90,8 +90,9 @@ def test_kinitro_template_runs_in_its_torch_runtime_which_a_second_miner_reuses(
     try:
         with caplog.at_level(logging.INFO, logger="kinitro_dagster"):
             records = evaluate_env_partition(
-                ENV_ID, [alice, bob], [17], CAMERAS, max_workers=1,
-                docker=DockerOptions(image=docker_image, ttl_s=0), docker_pool=pool, runtimes=settings,
+                ENV_ID, [alice, bob], [17], PartitionSettings(
+                    env=CAMERAS, max_workers=1, docker=DockerOptions(image=docker_image, ttl_s=0), runtimes=settings),
+                docker_pool=pool,
             )  # fmt: skip
     finally:
         pool.close()
@@ -136,8 +137,9 @@ def test_learned_policy_serves_from_its_torch_runtime_and_reaches_goals_random_d
     try:
         with caplog.at_level(logging.INFO, logger="kinitro_dagster"):
             records = evaluate_env_partition(
-                ENV_ID, [learned, random], REACH_SEEDS, REACH, max_workers=1,
-                docker=DockerOptions(image=docker_image, ttl_s=0), docker_pool=pool, runtimes=settings,
+                ENV_ID, [learned, random], REACH_SEEDS, PartitionSettings(
+                    env=REACH, max_workers=1, docker=DockerOptions(image=docker_image, ttl_s=0), runtimes=settings),
+                docker_pool=pool,
             )  # fmt: skip
     finally:
         pool.close()

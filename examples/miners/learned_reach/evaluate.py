@@ -29,8 +29,7 @@ from kinitro_dagster.miners.docker_deployment import DockerOptions
 from kinitro_dagster.miners.hub import fetch_snapshot, publish_to_cache
 from kinitro_dagster.miners.runtimes import RuntimeSettings
 from kinitro_dagster.settings import state_dir
-from kinitro_dagster.sim.base import EnvConfig
-from kinitro_dagster.sim.partition import PolicyUnderTest, evaluate_env_partition
+from kinitro_dagster.sim.partition import PartitionSettings, PolicyUnderTest, evaluate_env_partition
 
 HERE = Path(__file__).resolve().parent
 MINERS = {"learned_reach": HERE, "random_policy": HERE.parent / "random_policy"}
@@ -62,8 +61,8 @@ def main() -> None:
         pool = DeploymentPool(prune=False) if docker else None
         started = time.monotonic()
         try:
-            records = evaluate_env_partition(args.env, policies, seeds, EnvConfig(), docker=docker,
-                                             docker_pool=pool, runtimes=runtimes)  # fmt: skip
+            settings = PartitionSettings(docker=docker, runtimes=runtimes)
+            records = evaluate_env_partition(args.env, policies, seeds, settings, docker_pool=pool)
         finally:
             if pool is not None:
                 pool.close()
