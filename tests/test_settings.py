@@ -117,6 +117,15 @@ def test_an_unknown_variable_stops_start_up_with_its_name(service, tmp_path) -> 
         assert "Traceback" not in result.stderr  # one line for the operator
 
 
+@pytest.mark.parametrize("command", [["demo"], ["db", "status"], ["env", "list"]])
+def test_a_value_that_does_not_parse_stops_every_command_with_one_line(command, tmp_path) -> None:
+    result = _start([str(BIN / "kinitro"), *command], KINITRO_SCHEDULER_ENV_IDS="metaworld/reach-v3,metaworld/push-v3",
+                    KINITRO_STATE_DIR=str(tmp_path))  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "KINITRO_SCHEDULER_ENV_IDS=metaworld/reach-v3,metaworld/push-v3: Input should be a valid list " \
+           '(write a JSON list, e.g. ["metaworld/reach-v3","metaworld/push-v3"])' in result.stderr, result.stderr
+
+
 def test_gpu_deployments_need_docker_mode() -> None:
     with pytest.raises(ValidationError, match=r"GPU_COUNT.*need KINITRO_EXECUTOR_EVAL_MODE=docker"):
         ExecutorSettings(miner_deployment_gpu_count=1)

@@ -28,6 +28,8 @@ def main() -> None:
         check_environment()  # a misspelt or unsupported KINITRO_* variable stops every command here
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    # So does a value that does not parse (`KINITRO_SCHEDULER_ENV_IDS=a,b`): one line naming it.
+    services.checked_settings({})
 
 
 for _command in (

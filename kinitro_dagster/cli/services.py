@@ -157,7 +157,12 @@ def _apply_flags(prefix: str, values: dict[str, object], flags: dict[str, str]) 
     return {f"{prefix}{field}".upper(): flag for field, flag in flags.items()}
 
 
-def _checked_settings(flags: dict[str, str]) -> tuple:
+# What a list or mapping setting looks like: pydantic-settings reads them as JSON.
+_JSON_HINTS = {"list_type": ' (write a JSON list, e.g. ["metaworld/reach-v3","metaworld/push-v3"])',
+               "dict_type": ' (write a JSON object, e.g. {"metaworld": "kinitro/evaluator:v1"})'}  # fmt: skip
+
+
+def checked_settings(flags: dict[str, str]) -> tuple:
     """(SchedulerSettings, ExecutorSettings) of this environment, after check_environment().
 
     A bad value is one line naming its variable, and its flag (`flags`: variable -> flag), exit 1.
@@ -179,7 +184,8 @@ def _checked_settings(flags: dict[str, str]) -> tuple:
                     field = ".".join(map(str, error["loc"]))
                     name = variable_of.get(f"{cls.__name__}.{field}", field)
                     flag = f" ({flags[name]})" if name in flags else ""
-                    problems.append(f"{name}={error.get('input')}{flag}: {error['msg']}")
+                    hint = _JSON_HINTS.get(error["type"], "")
+                    problems.append(f"{name}={error.get('input')}{flag}: {error['msg']}{hint}")
                 raise click.ClickException(f"invalid configuration: {'; '.join(problems)}") from exc
     return tuple(loaded)
 
@@ -235,7 +241,7 @@ def scheduler(
 
     given = {"netuid": netuid, "network": network, "database_url": database_url,
              "eval_interval_seconds": eval_interval, "episodes_per_env": episodes_per_env, "log_level": log_level}
-    settings, _ = _checked_settings(_apply_flags("KINITRO_SCHEDULER_", given, _SCHEDULER_FLAGS))  # fmt: skip
+    settings, _ = checked_settings(_apply_flags("KINITRO_SCHEDULER_", given, _SCHEDULER_FLAGS))  # fmt: skip
     home = _dagster_home(dagster_home)
     os.environ["DAGSTER_HOME"] = str(home)
     _open_instance(home)
@@ -335,7 +341,7 @@ def executor(
             "environment of `kinitro scheduler` (dagster-daemon) instead" for flag, what, variable in misplaced
         ))  # fmt: skip
     given = {"eval_mode": eval_mode, "log_level": log_level, "api_url": api_url}
-    _, settings = _checked_settings(_apply_flags("KINITRO_EXECUTOR_", given, _EXECUTOR_FLAGS))
+    _, settings = checked_settings(_apply_flags("KINITRO_EXECUTOR_", given, _EXECUTOR_FLAGS))
     _report_api(settings.api_url)
     argv = [_bin("dagster"), "api", "grpc", "-m", "kinitro_dagster.definitions", "-h", host, "-p", str(port),
             "--location-name", "kinitro", *_log_args(settings.log_level, settings.json_logs)]  # fmt: skip

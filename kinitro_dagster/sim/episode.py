@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -66,27 +67,9 @@ def drive[T](steps: Generator[PolicyClient, float | None, T]) -> T:
         return finished.value
 
 
-def run_episode(
-    env: SimEnv,
-    client: PolicyClient,
-    *,
-    uid: int,
-    episode: int,
-    seed: int,
-    on_step: OnStep | None = None,
-    eval_timeout: float | None = None,
-) -> EpisodeRecord:
-    """Play one episode; policy misbehaviour ends it as a failure with `error_kind` set, never raises.
-
-    `on_step(step_number, result)` is called after every env step (1-based), e.g. to record frames.
-    `eval_timeout` bounds the whole episode (the operator's eval timeout): a policy that
-    answers each /act just inside the act timeout cannot stretch an episode to 500 x 0.5 s.
-    """
-    return drive(
-        play_episode(
-            env, client, uid=uid, episode=episode, seed=seed, on_step=on_step, eval_timeout=eval_timeout
-        )
-    )
+def run_episode(env: SimEnv, client: PolicyClient, **episode: Any) -> EpisodeRecord:
+    """`play_episode` played to its end, blocking on each response (the same keyword arguments)."""
+    return drive(play_episode(env, client, **episode))
 
 
 def play_episode(
@@ -99,7 +82,13 @@ def play_episode(
     on_step: OnStep | None = None,
     eval_timeout: float | None = None,
 ) -> EpisodeSteps:
-    """`run_episode` as a generator (see `EpisodeSteps`)."""
+    """Play one episode; policy misbehaviour ends it as a failure with `error_kind` set, never raises.
+
+    A generator (see `EpisodeSteps`); `run_episode` plays it sequentially. `on_step(step_number,
+    result)` is called after every env step (1-based), e.g. to record frames. `eval_timeout`
+    bounds the whole episode (the operator's eval timeout): a policy that answers each /act just
+    inside the act timeout cannot stretch an episode to 500 x 0.5 s.
+    """
     started = time.perf_counter()
     latencies: list[float] = []
     steps, total_reward, success = 0, 0.0, False
