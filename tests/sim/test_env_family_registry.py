@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from kinitro_dagster.defs.run_launcher import run_image
 from kinitro_dagster.sim.registry import ENTRY_POINT_GROUP, FAMILIES, METAWORLD, preload_modules
 
 REPO = Path(__file__).resolve().parents[2]
-TOY_POLICY = REPO / "tests" / "sim" / "toy"
+TOY_EXPERT = REPO / "tests" / "sim" / "toy_expert_policy.py"
 EXAMPLES = REPO / "examples" / "miners"
 
 # In a fresh interpreter with the toy distribution on the path: the registry reads entry points
@@ -63,7 +64,11 @@ def _chain(state: Path) -> None:
     from kinitro_dagster.miners.chain import ChainCommitment, write_chain_file
     from kinitro_dagster.miners.hub import publish_to_cache
 
-    miners = [(0, "toy/expert", TOY_POLICY), (1, "toy/random", EXAMPLES / "random_policy")]
+    # The toy expert: the random policy's server and interface, with a policy.py that reads the goal.
+    expert = state.parent / "toy_expert"
+    shutil.copytree(EXAMPLES / "random_policy", expert, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(TOY_EXPERT, expert / "policy.py")
+    miners = [(0, "toy/expert", expert), (1, "toy/random", EXAMPLES / "random_policy")]
     commitments = []
     for uid, repo, source in miners:
         revision = publish_to_cache(source, repo, cache_dir=state / "hub")
