@@ -18,7 +18,8 @@ imports, or the module is imported first:
 Importing this module registers every id (`register_envs`, idempotent); it loads neither MuJoCo
 nor MetaWorld until an env is made. Keyword arguments of `make` are the evaluator's episode knobs,
 with the evaluator's defaults (`EnvConfig`): `max_steps` (500), `use_images` (True) and
-`privileged_state` (False, as in production; True only on the demo track), plus `obs_format`
+`privileged_state` (False, as in production; True only on the demo track), `physics_randomization`
+(True: each seed's friction and damping, as evaluated), plus `obs_format`
 ("wire" or "arrays") and `render_mode` (None or "rgb_array", the first camera's frame).
 
 Observation. `obs_format="wire"` (default): the `obs` member of the evaluator's `/act` request as a

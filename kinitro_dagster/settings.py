@@ -142,6 +142,10 @@ class ExecutorSettings(BaseSettings):
     # The demo track only (`kinitro demo` turns it on): MetaWorld's 39-d state, goal visible, in
     # obs.extra["state"]. Off, a miner sees what Kinitro's miners see: proprio and cameras.
     privileged_state: bool = False
+    # MetaWorld physics randomization, as Kinitro evaluates: each episode scales every geom's
+    # friction by U(0.8, 1.2) and every joint's damping by U(0.9, 1.1), drawn from its seed and
+    # applied to the model's original values. Not in the operator's guide (Kinitro always does it).
+    physics_randomization: bool = True
     max_workers: OptionalCount = None  # parallel miner shards in a partition; None: the cores given
     # Miners each worker plays at once (one env each): it steps whichever miner's policy has answered,
     # so its core does not idle while a policy computes. Each costs one more env in memory.

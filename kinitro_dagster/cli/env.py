@@ -119,6 +119,7 @@ def env_test(
             max_steps=max_steps or settings.max_timesteps,
             use_images=use_images,
             privileged_state=settings.privileged_state if privileged is None else privileged,
+            physics_randomization=settings.physics_randomization,
         )
         sim = make_env(env_id, config)
     except (ValueError, ImportError) as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kinitro_dagster.protocol import PolicyAction
+from kinitro_dagster.settings import executor_default
 from kinitro_dagster.sim.registry import all_env_ids, env_family, family_of, normalize_env_id
 
 
@@ -23,6 +24,8 @@ class EnvConfig:
     cameras: tuple[str, ...] = ("corner", "corner2")
     image_size: int = 84
     privileged_state: bool = False  # put MetaWorld's 39-d state (goal visible) in obs["extra"]["state"]
+    # Per-episode physics drawn from the seed (friction, damping: metaworld.PHYSICS_RANGES).
+    physics_randomization: bool = executor_default("physics_randomization")
     # Success is latched, so steps after the first success cannot change the outcome; ending the
     # episode there saves most of a good policy's time. Off: every episode runs max_steps.
     stop_on_success: bool = True

@@ -134,6 +134,20 @@ def _use_fast_rendering(model: mujoco.MjModel, image_size: int) -> None:
     model.vis.global_.offheight = max(model.vis.global_.offheight, image_size)
 
 
+# What Kinitro varies per MetaWorld episode (its metaworld_env.py), and by how much. Kinitro also
+# draws object and target offsets and camera and light values but applies none of them.
+PHYSICS_RANGES = {"friction": (0.8, 1.2), "damping": (0.9, 1.1)}
+_UNUSED_DRAWS = 6  # Kinitro's object and target offsets, drawn first from the same generator
+
+
+def physics_factors(seed: int) -> dict[str, float]:
+    """The friction and damping factors of the episode with `seed`: the draws Kinitro makes from
+    `default_rng(seed)`, in its order. Every miner of a cycle plays each seed with the same ones."""
+    rng = np.random.default_rng(seed)
+    rng.random(_UNUSED_DRAWS)
+    return {name: float(rng.uniform(low, high)) for name, (low, high) in PHYSICS_RANGES.items()}
+
+
 class MetaWorldEnv:
     """One MetaWorld task with its renderers, reused across episodes (`reset(seed)` per episode)."""
 
@@ -154,6 +168,9 @@ class MetaWorldEnv:
         self._env.seeded_rand_vec = True
         self._model: mujoco.MjModel = self._env.model
         self._data: mujoco.MjData = self._env.data
+        # Physics randomization scales these per episode, always from the model's own values.
+        self._original_physics = (self._model.geom_friction.copy(), self._model.dof_damping.copy())
+        self.physics: dict[str, float] = {}  # the current episode's factors (physics_factors)
         self._ee_site = mujoco.mj_name2id(self._model, mujoco.mjtObj.mjOBJ_SITE, EE_SITE)
         self._camera_ids = {name: self._camera_id(name) for name in self.config.cameras}
         self._renderer: mujoco.Renderer | None = None
@@ -183,6 +200,9 @@ class MetaWorldEnv:
         if not isinstance(seed, int | np.integer) or not 0 <= int(seed) < _SEED_LIMIT:
             raise ValueError(f"episode seed must be an integer in [0, 2**32), got {seed!r}")
         self._env.seed(int(seed))
+        # Before MetaWorld's reset, which already simulates (it settles the hand): the whole
+        # episode, its first frame included, runs with this episode's physics.
+        self.physics = self._set_physics(int(seed))
         state, _ = self._env.reset()
         self._place_sites()
         self._steps = 0
@@ -191,6 +211,19 @@ class MetaWorldEnv:
         if self._renderer is not None:
             self._extrinsics = {name: self._extrinsic_matrix(cid) for name, cid in self._camera_ids.items()}
         return self._observation(state)
+
+    def _set_physics(self, seed: int) -> dict[str, float]:
+        """This episode's friction and damping factors, applied to the model's original values
+        (never compounding across episodes); {} with physics randomization off."""
+        friction, damping = self._original_physics
+        if not self.config.physics_randomization:
+            self._model.geom_friction[:] = friction
+            self._model.dof_damping[:] = damping
+            return {}
+        factors = physics_factors(seed)
+        self._model.geom_friction[:] = friction * factors["friction"]
+        self._model.dof_damping[:] = damping * factors["damping"]
+        return factors
 
     def _place_sites(self) -> None:
         """Put the goal and target sites where this episode has them before the first frame.

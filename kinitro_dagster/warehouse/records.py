@@ -42,6 +42,8 @@ class CycleConfiguration:
     pareto_temperature: float
     cycle_timeout_seconds: int
     code_version: str
+    # Cycles recorded before this field existed ran without physics randomization.
+    physics_randomization: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {**asdict(self), "env_ids": list(self.env_ids)}
