@@ -109,10 +109,13 @@ def test_kinitro_template_runs_in_its_torch_runtime_which_a_second_miner_reuses(
 
 LEARNED = REPO / "examples" / "miners" / "learned_reach"
 RANDOM = REPO / "examples" / "miners" / "random_policy"
-# Production observations (cameras, no privileged state: `extra` is {}), shorter episodes.
+# Production observations (cameras, no privileged state: `extra` is {}) and physics (Kinitro's
+# randomization, on), shorter episodes.
 REACH = EnvConfig(use_images=True, privileged_state=False, max_steps=150)
 REACH_SEEDS = list(range(100, 108))
-LEARNED_MIN_WINS = 6
+# Trained before physics randomization: it reached 8/8 of these without it and reaches 4/8 with it
+# (at 150 steps and at 500 alike); random reaches none.
+LEARNED_MIN_WINS = 3
 
 
 @pytest.mark.docker
