@@ -131,6 +131,9 @@ class CycleDeploymentPool:
 
     def release(self, deployments: Iterable[DockerDeployment], *, failed: bool = False) -> None:
         """Hand deployments on (last use: now), or remove them: failed, dead, or reuse off (TTL 0)."""
+        deployments = list(deployments)
+        if not deployments:  # a partition releases its failed ones and the rest: often none of the first
+            return
         for deployment in deployments:
             with self._lock:
                 _, fd = self._leases.pop(id(deployment), (None, None))
@@ -149,12 +152,6 @@ class CycleDeploymentPool:
                 os.close(fd)
         if self._reap_ttl_s:
             reap_idle_deployments(self._reap_ttl_s, self.run_root)
-
-    def close(self) -> None:
-        """Release every lease this pool still holds, removing those deployments (an aborted partition)."""
-        with self._lock:
-            held = [deployment for deployment, _ in self._leases.values()]
-        self.release(held, failed=True)
 
     def counts(self) -> dict[str, int]:
         """Deployments this pool started and took over from other evaluators so far."""
