@@ -5,20 +5,25 @@ applies actions) and `miners/` (which sends and receives them) both import it an
 imports the other for it.
 
 - `OBSERVATION_KEYS`: the keys of Kinitro's `Observation`, which forbids any other key.
-- `PolicyAction`: the env-independent form of `action.continuous.ee_twist` and `.gripper`.
+- `PolicyAction`: the env-independent form of an action: `action.continuous.ee_twist` and `.gripper`
+  (MetaWorld's arm), or `.joint_pos_target` (the genesis family's humanoid).
 - `parse_action`: what a policy may send back, checked.
 - `ErrorKind`: why an episode ended early (stored in `episodes.error_kind`), and `PolicyError`,
   which carries one.
 
-Action policy (what a policy may send back):
+Action policy (what a policy may send back): either the end-effector channels or joint targets.
+- `action.continuous.joint_pos_target`: finite numbers, one a joint in [-1, 1] around the robot's
+  default pose (the env maps and clips them); as Kinitro, a shorter list is padded with zeros and a
+  longer one cut at `JOINT_TARGET_LIMIT`. It may not come with `ee_twist` or `gripper`.
 - `action.continuous.ee_twist`: 6 finite numbers, passed on as given (the environment clips twist
   to its action space and documents the scale).
 - `action.continuous.gripper`: 1 finite number (a bare number is accepted too); a finite value
   outside [0, 1] is clipped, because rounding in a policy's output (1.0000001) should not cost an
   episode and the clipped value is what any actuator would do.
 - Rejected as `bad_action`: a missing key, a wrong length, a non-number, NaN or inf anywhere, and
-  any key in `continuous` other than `ee_twist` and `gripper` (a policy speaking another action
-  schema would otherwise be silently half-obeyed). `discrete` and `extra` are ignored.
+  any key in `continuous` other than these three (a policy speaking another action schema would
+  otherwise be silently half-obeyed). `discrete` and `extra` are ignored. An env given the other
+  schema's action refuses it (`bad_action`, naming what it takes).
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ from dataclasses import dataclass
 import numpy as np
 
 OBSERVATION_KEYS: tuple[str, ...] = ("rgb", "depth", "proprio", "cam_intrinsics", "cam_extrinsics", "extra")
-_CONTINUOUS_KEYS = frozenset({"ee_twist", "gripper"})
+_CONTINUOUS_KEYS = frozenset({"ee_twist", "gripper", "joint_pos_target"})
+JOINT_TARGET_LIMIT = 64  # the longest joint_pos_target read (a humanoid has 43 actuated joints)
 
 
 @dataclass(frozen=True)
 class PolicyAction:
-    ee_twist: np.ndarray  # shape (6,), float; linear part [:3] drives the end effector
-    gripper: float  # [0, 1]; 1 = closed
+    ee_twist: np.ndarray | None = None  # shape (6,), float; linear part [:3] drives the end effector
+    gripper: float = 0.0  # [0, 1]; 1 = closed
+    joint_pos_target: np.ndarray | None = None  # per joint, [-1, 1] around the default pose
 
 
 class ErrorKind(enum.StrEnum):
@@ -73,14 +80,28 @@ def parse_action(payload: object) -> PolicyAction:
     if unknown:
         raise PolicyError(
             ErrorKind.BAD_ACTION,
-            f"unknown keys in action.continuous: {sorted(unknown)}; expected only ee_twist[6] and gripper[1]",
+            f"unknown keys in action.continuous: {sorted(unknown)}; expected ee_twist[6] and gripper[1], "
+            "or joint_pos_target",
         )
+    if "joint_pos_target" in continuous:
+        return _joint_action(continuous)
     twist = _numbers(continuous.get("ee_twist"), 6, "ee_twist")
     gripper_value = continuous.get("gripper")
     if _is_number(gripper_value):
         gripper_value = [gripper_value]
     gripper = float(_numbers(gripper_value, 1, "gripper")[0])
     return PolicyAction(ee_twist=np.array(twist, dtype=np.float64), gripper=min(max(gripper, 0.0), 1.0))
+
+
+def _joint_action(continuous: dict) -> PolicyAction:
+    if len(continuous) > 1:
+        raise PolicyError(ErrorKind.BAD_ACTION, "action.continuous.joint_pos_target cannot come with "
+                                                f"{sorted(continuous.keys() - {'joint_pos_target'})}")  # fmt: skip
+    value = continuous["joint_pos_target"]
+    if type(value) is not list or not value:
+        raise PolicyError(ErrorKind.BAD_ACTION, "action.continuous.joint_pos_target must be a non-empty list of numbers")
+    value = value[:JOINT_TARGET_LIMIT]
+    return PolicyAction(joint_pos_target=np.array(_numbers(value, len(value), "joint_pos_target"), dtype=np.float64))
 
 
 def _is_number(value: object) -> bool:

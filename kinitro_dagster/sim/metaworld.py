@@ -92,6 +92,8 @@ def _metaworld_task(task_name: str) -> metaworld.Task:
 
 def to_metaworld_action(action: PolicyAction) -> np.ndarray:
     """PolicyAction -> MetaWorld's [x, y, z, grip] in [-1, 1]; `ValueError` for malformed input."""
+    if action.ee_twist is None:
+        raise ValueError("MetaWorld takes action.continuous.ee_twist[6] and gripper[1], not joint_pos_target")
     try:
         # Python floats: this runs once per env step, and NumPy's per-call overhead on six
         # numbers costs more than the arithmetic.

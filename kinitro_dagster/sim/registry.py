@@ -7,7 +7,7 @@ image its episode runs start from in production and its budget of concurrent epi
 `make_env`, `kinitro env list`, the rollout workers' preload, the run coordinator's family
 budgets and the run launcher's image all read it, so a new family is one module plus one entry.
 
-MetaWorld is built in. Other families register through the package entry-point group
+MetaWorld and Genesis are built in. Other families register through the package entry-point group
 `kinitro_dagster.env_families` (in a package's pyproject: `[project.entry-points."kinitro_dagster.env_families"]`
 `genesis = "my_package.genesis:FAMILY"`), each naming an `EnvFamily`; the module it names is
 imported when this one is, so it must stay light (the simulator itself is imported by the
@@ -87,12 +87,24 @@ METAWORLD = EnvFamily(
 
 METAWORLD_ENV_IDS: tuple[str, ...] = tuple(METAWORLD_TASK_NAMES)
 
+# Kinitro's humanoid family (sim/genesis_g1.py): the Unitree G1 on Genesis.
+GENESIS = EnvFamily(
+    name="genesis",
+    entry_point="kinitro_dagster.sim.genesis_g1:GenesisG1Env",
+    tasks={"genesis/g1-v0": "g1-v0"},
+    modules=("genesis", "torch"),
+    image="kinitro/genesis:v1",
+    max_concurrent_runs=2,  # a Genesis process holds ~2 GiB and compiles on its first scene
+)
+
+BUILT_IN_FAMILIES: tuple[EnvFamily, ...] = (METAWORLD, GENESIS)
+
 
 @functools.cache
 def families() -> dict[str, EnvFamily]:
-    """Every registered family by name: MetaWorld, then the entry points' (read once, on first use,
-    so that a family's module may import this one and `sim.base`)."""
-    found = {METAWORLD.name: METAWORLD}
+    """Every registered family by name: the built-in ones, then the entry points' (read once, on first
+    use, so that a family's module may import this one and `sim.base`)."""
+    found = {family.name: family for family in BUILT_IN_FAMILIES}
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             family = entry.load()
