@@ -99,7 +99,7 @@ def _joint_action(continuous: dict) -> PolicyAction:
                                                 f"{sorted(continuous.keys() - {'joint_pos_target'})}")  # fmt: skip
     value = continuous["joint_pos_target"]
     if type(value) is not list or not value:
-        raise PolicyError(ErrorKind.BAD_ACTION, "action.continuous.joint_pos_target must be a non-empty list of numbers")
+        raise PolicyError(ErrorKind.BAD_ACTION, "action.continuous.joint_pos_target must be a list of numbers")
     value = value[:JOINT_TARGET_LIMIT]
     return PolicyAction(joint_pos_target=np.array(_numbers(value, len(value), "joint_pos_target"), dtype=np.float64))
 

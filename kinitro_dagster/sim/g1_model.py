@@ -218,7 +218,8 @@ def _mount_hand(spec: mujoco.MjSpec, side: str) -> None:
         low, high = link.range if side == "left" or link.axis == "y" else (-link.range[1], -link.range[0])
         body.add_joint(name=f"{side}_{link.name}_joint", type=mujoco.mjtJoint.mjJNT_HINGE,
                        axis=[0, 1, 0] if link.axis == "y" else [0, 0, 1], range=[low, high],
-                       actfrcrange=[-link.force, link.force], actfrclimited=mujoco.mjtLimited.mjLIMITED_TRUE)  # fmt: skip
+                       actfrcrange=[-link.force, link.force],
+                       actfrclimited=mujoco.mjtLimited.mjLIMITED_TRUE)  # fmt: skip
         bodies[link.name] = body
 
 

@@ -201,8 +201,10 @@ class GenesisG1Env:
     def joint_positions(self) -> np.ndarray:
         return _flat(self._robot.get_dofs_position(dofs_idx_local=self._dofs)).astype(np.float64)
 
-    def set_base_pose(self, position: tuple[float, float, float]) -> None:
-        """Teleport the base (tests): move the free joint's position, keep the orientation."""
+    def set_base_pose(self, position: tuple[float, float, float], quat: tuple[float, ...] | None = None) -> None:
+        """Teleport the base (tests): its position and, if given, its orientation (w, x, y, z)."""
+        if quat is not None:
+            self._robot.set_quat(np.asarray(quat, dtype=np.float64))
         self._robot.set_pos(np.asarray(position, dtype=np.float64))
 
     def set_object_position(self, object_id: str, position: tuple[float, float, float]) -> None:

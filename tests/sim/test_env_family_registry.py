@@ -14,7 +14,7 @@ import pytest
 
 from kinitro_dagster.defs.run_coordinator import ENV_FAMILY_TAG, family_budgets
 from kinitro_dagster.defs.run_launcher import run_image
-from kinitro_dagster.sim.registry import ENTRY_POINT_GROUP, FAMILIES, METAWORLD, preload_modules
+from kinitro_dagster.sim.registry import ENTRY_POINT_GROUP, FAMILIES, GENESIS, METAWORLD, preload_modules
 
 REPO = Path(__file__).resolve().parents[2]
 TOY_EXPERT = REPO / "tests" / "sim" / "toy_expert_policy.py"
@@ -90,7 +90,7 @@ def test_a_family_registered_by_entry_point_runs_a_cycle_through_the_real_assets
     assert result.returncode == 0, result.stderr[-4000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
 
-    assert seen["families"] == ["metaworld", "toy"] and seen["enabled"] == ["toy/line-v0"]
+    assert seen["families"] == ["genesis", "metaworld", "toy"] and seen["enabled"] == ["toy/line-v0"]
     assert seen["env_class"] == "LineEnv" and "tests.sim.toy_family" in seen["preload"]
     # Its entry's budget and image reach the run queue and the run launcher.
     assert {"key": ENV_FAMILY_TAG, "value": "toy", "limit": 1} in seen["budgets"]
@@ -102,16 +102,18 @@ def test_a_family_registered_by_entry_point_runs_a_cycle_through_the_real_assets
     assert all(rows[(0, e)][0] for e in range(4)) and seen["weights"] == {"0": 1.0, "1": 0.0}, seen
 
 
-def test_builtin_family_is_metaworld_and_nothing_else_is_registered_here():
-    assert list(FAMILIES) == ["metaworld"] and FAMILIES["metaworld"] is METAWORLD
-    assert METAWORLD.env_class().__name__ == "MetaWorldEnv" and METAWORLD.available() == []
-    assert preload_modules() == ["kinitro_dagster.sim.metaworld"]
+def test_builtin_families_are_metaworld_and_genesis_and_nothing_else_is_registered_here():
+    assert list(FAMILIES) == ["metaworld", "genesis"] and FAMILIES["metaworld"] is METAWORLD
+    assert FAMILIES["genesis"] is GENESIS and GENESIS.available() == []  # `make install` installs Genesis
+    assert METAWORLD.env_class().__name__ == "MetaWorldEnv" and GENESIS.env_class().__name__ == "GenesisG1Env"
+    assert preload_modules() == ["kinitro_dagster.sim.metaworld", "kinitro_dagster.sim.genesis_g1"]
 
 
 def test_registry_budgets_fill_in_only_families_the_config_does_not_limit():
-    assert family_budgets([]) == [{"key": ENV_FAMILY_TAG, "value": "metaworld", "limit": 4}]
+    genesis = {"key": ENV_FAMILY_TAG, "value": "genesis", "limit": 2}
+    assert family_budgets([]) == [{"key": ENV_FAMILY_TAG, "value": "metaworld", "limit": 4}, genesis]
     configured = [{"key": ENV_FAMILY_TAG, "value": "metaworld", "limit": 2}]
-    assert family_budgets(configured) == configured
+    assert family_budgets(configured) == [*configured, genesis]
     # The operator's image for a family wins over the registry's; other runs keep the default.
     assert run_image("default:v1", {ENV_FAMILY_TAG: "metaworld"}, {"metaworld": "mine:v1"}) == "mine:v1"
     assert run_image("default:v1", {ENV_FAMILY_TAG: "metaworld"}, {}) == "default:v1"

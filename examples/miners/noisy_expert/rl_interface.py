@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class ActionKeys:
     EE_TWIST = "ee_twist"  # [vx, vy, vz, wx, wy, wz]; MetaWorld: [:3] is its native xyz action in [-1, 1]
+    JOINT_POS_TARGET = "joint_pos_target"  # genesis/g1-v0: per joint, in [-1, 1] around the default pose
     GRIPPER = "gripper"  # [cmd] 0 = open, 1 = closed
 
 

@@ -1,6 +1,7 @@
 """Uniformly random actions: the floor every real policy should beat.
 
-ee_twist ~ U(-1, 1)^6, gripper ~ U(0, 1). The generator is seeded at an episode's first /act from a
+ee_twist ~ U(-1, 1)^6, gripper ~ U(0, 1) for an arm (MetaWorld); for a robot whose proprio reports
+joints (the genesis family's humanoid), joint_pos_target ~ U(-1, 1) per joint instead. The generator is seeded at an episode's first /act from a
 hash of that first observation, so re-running a cycle gives identical results.
 """
 
@@ -32,6 +33,9 @@ class RobotPolicy:
     async def act(self, observation: Observation) -> Action:
         if self._rng is None:
             self._rng = episode_rng(observation)
+        joints = observation.proprio.get("joint_pos")
+        if joints is not None:
+            return Action(continuous={ActionKeys.JOINT_POS_TARGET: self._rng.uniform(-1.0, 1.0, len(joints)).tolist()})
         twist = self._rng.uniform(-1.0, 1.0, 6).tolist()
         gripper = [float(self._rng.uniform(0.0, 1.0))]
         return Action(continuous={ActionKeys.EE_TWIST: twist, ActionKeys.GRIPPER: gripper})
