@@ -39,7 +39,9 @@ def test_the_memory_limit_applies_unless_the_config_sets_one(monkeypatch) -> Non
 def test_episode_runs_start_from_their_familys_image() -> None:
     images = {"metaworld": "registry/metaworld:2"}
     assert run_image("kinitro/evaluator:v1", {"kinitro/env_family": "metaworld"}, images) == "registry/metaworld:2"
-    assert run_image("kinitro/evaluator:v1", {"kinitro/env_family": "genesis"}, images) == "kinitro/evaluator:v1"
+    # A family without an operator's image starts from its registry entry's, or the launcher's.
+    assert run_image("kinitro/evaluator:v1", {"kinitro/env_family": "genesis"}, images) == "kinitro/genesis:v1"
+    assert run_image("kinitro/evaluator:v1", {"kinitro/env_family": "procthor"}, images) == "kinitro/evaluator:v1"
     assert run_image("kinitro/evaluator:v1", {}, images) == "kinitro/evaluator:v1"
 
 
