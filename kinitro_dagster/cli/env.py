@@ -233,6 +233,7 @@ _SIM_IMAGES = {
     "evaluator": ("evaluator", "kinitro/evaluator:v1"),
     "metaworld": ("evaluator", "kinitro/evaluator:v1"),  # the evaluator image is the MetaWorld one
     "procthor": ("procthor", "kinitro/procthor:v1"),
+    "genesis": ("genesis", "kinitro/genesis:v1"),  # built on the evaluator image (see _build_sim_image)
 }
 
 
@@ -246,7 +247,14 @@ def _build_sim_image(family: str, tag: str | None, base_image: str | None, app_d
     script = REPO_ROOT / "sim_images" / "evaluator" / "build.sh"
     if not script.is_file():
         raise click.ClickException(f"no {script}: build images from a checkout of this repository")
+    if family == "genesis":
+        # The evaluator image of this checkout first (seconds when docker's cache has it), then
+        # Genesis on top of it: the base image option applies to the evaluator.
+        _build_sim_image("evaluator", None, base_image, app_dir)
+        base_image = _SIM_IMAGES["evaluator"][1]
     env = {**os.environ, "APP_DIR": app_dir, "DOCKERFILE_DIR": str(REPO_ROOT / "sim_images" / directory)}
+    if family == "genesis":
+        env["UV_EXPORT_EXTRAS"] = "genesis"
     if base_image:
         env["BASE_IMAGE"] = base_image
     started = time.monotonic()
@@ -274,5 +282,6 @@ for _family, _help in (
     ("evaluator", "Build the evaluator image (code server, run worker, MetaWorld + MuJoCo headless)."),
     ("metaworld", "Same as `kinitro env build evaluator`: the evaluator image runs MetaWorld."),
     ("procthor", "Build the ProcTHOR image (evaluator + AI2-THOR, its Unity build fetched while building)."),
+    ("genesis", "Build the Genesis image (evaluator + Genesis, torch, the G1 model, compiled kernels)."),
 ):
     env_build.add_command(_sim_image_command(_family, _help))

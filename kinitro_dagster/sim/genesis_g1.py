@@ -285,3 +285,19 @@ def _floats(tensor: object) -> list[float]:
 
 
 assert math.isclose(DEFAULT_POSE.size, JOINT_COUNT) and ACTION_SCALE.size == JOINT_COUNT
+
+
+def warm_up() -> dict[str, float]:
+    """Start Genesis and play one step with the camera: compiles the kernels an episode needs into
+    Genesis's cache (the genesis image runs this while building). Returns the seconds each part took."""
+    started = time.perf_counter()
+    with GenesisG1Env(ENV_ID, EnvConfig(max_steps=1)) as env:
+        ready = time.perf_counter()
+        env.reset(0)
+        env.step(PolicyAction(joint_pos_target=np.zeros(JOINT_COUNT)))
+        return {"start_s": ready - started, "first_episode_s": time.perf_counter() - ready}
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    print(warm_up())

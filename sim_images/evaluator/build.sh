@@ -7,7 +7,8 @@
 #             makes it without a registry), else python:3.12-slim.
 # APP_DIR     where the code goes in the image, default /opt/kinitro. Set it to the launching code
 #             location's working directory when that runs outside the image (see the Dockerfile).
-# DOCKERFILE_DIR  another image built on the same context (sim_images/procthor).
+# DOCKERFILE_DIR  another image built on the same context (sim_images/procthor, sim_images/genesis).
+# UV_EXPORT_EXTRAS  extras of pyproject.toml the image's requirements include (genesis: "genesis").
 # The context is assembled in a temporary directory: the Dockerfile dir, install-app.sh (shared by
 # both images), requirements.txt exported from uv.lock, the code under app/, and the machine's CA
 # bundle as pip-ca.crt. Builds use the host's network (`--network host`), as pip and apt need it
@@ -30,7 +31,10 @@ context="$(mktemp -d /var/tmp/kinitro-evaluator.XXXXXX)"
 trap 'rm -rf "$context"' EXIT
 cp -r "$dockerfile_dir"/. "$context"/
 cp "$repo/sim_images/evaluator/install-app.sh" "$context/"
-(cd "$repo" && "${uv[@]}" export --frozen --no-dev --no-hashes --no-emit-project --quiet) >"$context/requirements.txt"
+extras=()
+for extra in ${UV_EXPORT_EXTRAS:-}; do extras+=(--extra "$extra"); done
+(cd "$repo" && "${uv[@]}" export --frozen --no-dev --no-hashes --no-emit-project --quiet "${extras[@]}") \
+  >"$context/requirements.txt"
 mkdir -p "$context/app"
 for path in pyproject.toml uv.lock README.md kinitro_dagster weights_api examples deploy; do
   cp -r "$repo/$path" "$context/app/"
