@@ -94,7 +94,7 @@ def test_feet_touch_the_ground_with_four_small_spheres_each(model: mujoco.MjMode
 
 
 def test_missing_assets_name_the_script_that_fetches_them(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="fetch-g1-assets.sh"):
+    with pytest.raises(FileNotFoundError, match=r"fetch-g1-assets\.sh"):
         g1_model.model_path(tmp_path)
 
 

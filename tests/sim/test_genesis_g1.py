@@ -56,7 +56,7 @@ def test_observation_and_task_config_are_kinitros(env: GenesisG1Env) -> None:
     assert tuple(observation) == OBSERVATION_KEYS
     assert {key: len(value) for key, value in observation["proprio"].items()} == KINITRO_PROPRIO
     assert list(observation["proprio"]) == list(KINITRO_PROPRIO)  # Kinitro's proprio_array order
-    w, x, y, z = observation["proprio"]["base_quat"]
+    w = observation["proprio"]["base_quat"][0]
     assert w == pytest.approx(1.0, abs=0.05)  # w first, upright at spawn
     rgb, depth = _decode(observation["rgb"]["ego"]), _decode(observation["depth"]["ego"])
     assert rgb.shape == (84, 84, 3) and rgb.dtype == np.uint8 and rgb.std() > 0
@@ -71,7 +71,7 @@ def test_observation_and_task_config_are_kinitros(env: GenesisG1Env) -> None:
     # In Kinitro's default pose, one step on, but for joints whose default lies beyond their limit.
     model = mujoco.MjModel.from_xml_path(str(g1_model.model_path()))
     low, high = np.array([model.joint(name).range for name in JOINT_NAMES]).T
-    inside = (DEFAULT_POSE >= low) & (DEFAULT_POSE <= high)
+    inside = (low <= DEFAULT_POSE) & (high >= DEFAULT_POSE)
     assert not inside[10]  # the right knee: Kinitro's -0.2 rad is past its -0.087 limit
     joints = np.array(observation["proprio"]["joint_pos"])
     assert np.allclose(joints[inside], DEFAULT_POSE[inside], atol=0.05)  # unheld for one step

@@ -1,8 +1,9 @@
 """Uniformly random actions: the floor every real policy should beat.
 
 ee_twist ~ U(-1, 1)^6, gripper ~ U(0, 1) for an arm (MetaWorld); for a robot whose proprio reports
-joints (the genesis family's humanoid), joint_pos_target ~ U(-1, 1) per joint instead. The generator is seeded at an episode's first /act from a
-hash of that first observation, so re-running a cycle gives identical results.
+joints (the genesis family's humanoid), joint_pos_target ~ U(-1, 1) per joint instead. The generator
+is seeded at an episode's first /act from a hash of that first observation, so re-running a cycle
+gives identical results.
 """
 
 from __future__ import annotations
