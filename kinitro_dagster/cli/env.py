@@ -233,7 +233,7 @@ _SIM_IMAGES = {
     "evaluator": ("evaluator", "kinitro/evaluator:v1"),
     "metaworld": ("evaluator", "kinitro/evaluator:v1"),  # the evaluator image is the MetaWorld one
     "procthor": ("procthor", "kinitro/procthor:v1"),
-    "genesis": ("genesis", "kinitro/genesis:v1"),  # built on the evaluator image (see _build_sim_image)
+    "genesis": ("genesis", "kinitro/genesis:v1"),
 }
 
 
@@ -247,14 +247,9 @@ def _build_sim_image(family: str, tag: str | None, base_image: str | None, app_d
     script = REPO_ROOT / "sim_images" / "evaluator" / "build.sh"
     if not script.is_file():
         raise click.ClickException(f"no {script}: build images from a checkout of this repository")
-    if family == "genesis":
-        # The evaluator image of this checkout first (seconds when docker's cache has it), then
-        # Genesis on top of it: the base image option applies to the evaluator.
-        _build_sim_image("evaluator", None, base_image, app_dir)
-        base_image = _SIM_IMAGES["evaluator"][1]
     env = {**os.environ, "APP_DIR": app_dir, "DOCKERFILE_DIR": str(REPO_ROOT / "sim_images" / directory)}
     if family == "genesis":
-        env["UV_EXPORT_EXTRAS"] = "genesis"
+        env["UV_EXPORT_EXTRAS"] = "genesis"  # the evaluator's requirements plus Genesis and torch
     if base_image:
         env["BASE_IMAGE"] = base_image
     started = time.monotonic()
