@@ -45,7 +45,10 @@ OTHER_VARIABLES = {
     "KINITRO_RUN_NETWORK": "deploy/dagster.yaml: the network run containers join",
     "KINITRO_WAREHOUSE_DB": "deploy/postgres-init.sh: the warehouse database's name",
     "KINITRO_APP_DIR": "sim_images/evaluator/build.sh: where the code goes in the image",
+    "KINITRO_G1_ASSETS_DIR": "sim/g1_model.py: the Unitree G1 meshes and body (sim_images/genesis/fetch-g1-assets.sh)",
 }
+# Paths on the host that mean nothing in a run container (its image sets its own).
+HOST_ONLY_VARIABLES = frozenset({"KINITRO_G1_ASSETS_DIR"})
 # Variables of the test suite, never read by a service.
 TEST_PREFIX = "KINITRO_TEST_"
 
@@ -287,7 +290,8 @@ def forwarded_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     exact = {"HF_HUB_OFFLINE", "HF_TOKEN", "MUJOCO_GL", "PYOPENGL_PLATFORM", "LP_NUM_THREADS"}
     return sorted(
         var for var in environ
-        if (var.startswith(PREFIX) and not var.startswith(TEST_PREFIX)) or var.startswith("DAGSTER_PG_") or var in exact
+        if (var.startswith(PREFIX) and not var.startswith(TEST_PREFIX) and var not in HOST_ONLY_VARIABLES)
+        or var.startswith("DAGSTER_PG_") or var in exact
     )
 
 
