@@ -11,6 +11,7 @@ What a miner sees and sends is Kinitro's (facts in sim_images/genesis/KINITRO_CO
 - Action: `continuous.joint_pos_target`, 43 numbers clipped to [-1, 1]; joint i is driven to
   `DEFAULT_POSE[i] + a[i] * ACTION_SCALE[i]` by the model's position servos (kp 500, damping ratio 1).
   Each action holds for 2 physics steps of 10 ms (50 Hz control).
+- Scene: as Kinitro's but for the floor, plain grey instead of Genesis's checker (`FLOOR_COLOR`).
 - Episode end: success, a fall (base below 0.3 m) or 500 actions. The robot spawns with its pelvis
   at 0.75 m above Menagerie's own height (1.54 m, as Genesis composes the two) in the default pose,
   unheld; the first observation follows one physics step.
@@ -48,6 +49,11 @@ MAX_STEPS = 500
 FALL_HEIGHT = 0.3
 SPAWN_OFFSET = (0.0, 0.0, 0.75)  # added to the model's own pelvis height (0.793 m)
 CAMERA = "ego"
+# Kinitro's floor is Genesis's default plane, a tiled checker texture. Without a GPU, Mesa's llvmpipe
+# renders it at up to 30 s a frame when the camera looks towards the horizon (measured here: 90 actions
+# with the camera took 93 s, 25 s the slowest; with this plain floor 8 s); the checker costs a GPU nothing,
+# but one floor everywhere keeps frames the same on every host.
+FLOOR_COLOR = (0.5, 0.5, 0.5)
 CAMERA_FOV = 90.0
 # Camera frame in the torso link's frame: 15 cm forward, 25 cm up, looking along the link's +x.
 CAMERA_OFFSET = np.array([[0.0, 0.0, -1.0, 0.15], [-1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.25],
@@ -225,7 +231,7 @@ class GenesisG1Env:
         self._destroy()
         scene = gs.Scene(sim_options=gs.options.SimOptions(dt=SIM_DT), show_viewer=False,
                          renderer=gs.renderers.Rasterizer())  # fmt: skip
-        scene.add_entity(gs.morphs.Plane())
+        scene.add_entity(gs.morphs.Plane(), surface=gs.surfaces.Default(color=FLOOR_COLOR))
         self._robot = scene.add_entity(gs.morphs.MJCF(file=self._model_file, pos=SPAWN_OFFSET))
         self._entities = {obj.object_id: scene.add_entity(_morph(gs, obj), surface=gs.surfaces.Default(color=obj.rgb))
                           for obj in scene_objects}  # fmt: skip
