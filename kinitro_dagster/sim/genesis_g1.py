@@ -7,7 +7,9 @@ What a miner sees and sends is Kinitro's (facts in sim_images/genesis/KINITRO_CO
   linear then angular, world frame), `joint_pos` and `joint_vel` (43 each, `JOINT_NAMES` order);
   `rgb.ego` and `depth.ego` (84x84 from a camera on the torso link looking forward, vertical field
   of view 90°; raw base64 as everywhere in the protocol, RGB uint8 HxWx3, depth float32 HxW in m);
-  `extra` with `task_prompt` and `task_type`; `cam_intrinsics` and `cam_extrinsics` empty.
+  `extra` with `task_prompt` and `task_type`; `cam_intrinsics` and `cam_extrinsics` empty. With
+  privileged state (the demo track, never in production) `extra["state"]` adds what a scripted
+  policy needs: the target's and the destination's current positions and the goal's.
 - Action: `continuous.joint_pos_target`, 43 numbers clipped to [-1, 1]; joint i is driven to
   `DEFAULT_POSE[i] + a[i] * ACTION_SCALE[i]` by the model's position servos (kp 500, damping ratio 1).
   Each action holds for 2 physics steps of 10 ms (50 Hz control).
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import math
 import os
 import time
 
@@ -268,8 +269,21 @@ class GenesisG1Env:
             color, depth_map, _, _ = self._camera.render(rgb=True, depth=True)
             rgb = {CAMERA: encode_array(np.asarray(color, dtype=np.uint8))}
             depth = {CAMERA: encode_array(np.asarray(depth_map, dtype=np.float32))}
+        extra = {"task_prompt": self.task.prompt, "task_type": self.task.task_type.value}
+        if self.config.privileged_state:
+            extra["state"] = self._privileged_state()
         return {"rgb": rgb, "depth": depth, "proprio": proprio, "cam_intrinsics": {}, "cam_extrinsics": {},
-                "extra": {"task_prompt": self.task.prompt, "task_type": self.task.task_type.value}}  # fmt: skip
+                "extra": extra}  # fmt: skip
+
+    def _privileged_state(self) -> dict:
+        """Positions the task is judged on: the target now, the destination now (place, push) and the
+        goal (navigate: the target's spawn point; pickup: the height to lift above)."""
+        positions = self.object_positions()
+        task = self.task
+        state = {"target": list(positions[task.target.object_id]), "target_spawn": list(task.target.position)}
+        if task.destination is not None:
+            state["destination"] = list(positions[task.destination.object_id])
+        return state
 
 
 def _morph(gs: object, obj: SceneObject) -> object:
@@ -290,7 +304,7 @@ def _floats(tensor: object) -> list[float]:
     return _flat(tensor).astype(np.float32).tolist()  # float32 on the wire, as Kinitro sends it
 
 
-assert math.isclose(DEFAULT_POSE.size, JOINT_COUNT) and ACTION_SCALE.size == JOINT_COUNT
+assert DEFAULT_POSE.size == ACTION_SCALE.size == JOINT_COUNT
 
 
 def warm_up() -> dict[str, float]:

@@ -63,7 +63,7 @@ def test_observation_and_task_config_are_kinitros(env: GenesisG1Env) -> None:
     assert depth.shape == (84, 84) and depth.dtype == np.float32 and np.isfinite(depth).all() and depth.max() > 0
     assert observation["cam_intrinsics"] == {} and observation["cam_extrinsics"] == {}
     task = generate_task(seed, generate_scene(seed))
-    assert observation["extra"] == {"task_prompt": task.prompt, "task_type": "navigate"}
+    assert observation["extra"] == {"task_prompt": task.prompt, "task_type": "navigate"}  # no state without privilege
     assert env.task_config() == {"env_id": "genesis/g1-v0", "env_name": "genesis", "task_name": "g1-v0",
                                  "seed": seed, "task_id": seed}  # fmt: skip
     # The robot spawns with its pelvis 0.75 m above the model's own 0.793 m and falls onto the floor.
@@ -75,6 +75,16 @@ def test_observation_and_task_config_are_kinitros(env: GenesisG1Env) -> None:
     assert not inside[10]  # the right knee: Kinitro's -0.2 rad is past its -0.087 limit
     joints = np.array(observation["proprio"]["joint_pos"])
     assert np.allclose(joints[inside], DEFAULT_POSE[inside], atol=0.05)  # unheld for one step
+
+
+def test_privileged_state_names_the_task_objects_positions() -> None:
+    seed = _seed_of(TaskType.PLACE)
+    with make_env("genesis/g1-v0", EnvConfig(max_steps=5, use_images=False, privileged_state=True)) as env:
+        state = env.reset(seed)["extra"]["state"]
+        task = env.task
+    assert state["target_spawn"] == list(task.target.position)
+    assert np.allclose(state["target"], task.target.position, atol=0.05)  # resting where it spawned
+    assert np.allclose(state["destination"], task.destination.position, atol=0.05)
 
 
 def test_actions_drive_joints_to_the_default_pose_plus_the_scaled_target(env: GenesisG1Env) -> None:
