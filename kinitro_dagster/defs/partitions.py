@@ -8,7 +8,7 @@ import dagster as dg
 
 from kinitro_dagster.settings import SchedulerSettings
 from kinitro_dagster.sim.registry import (
-    ENV_IDS,
+    METAWORLD_ENV_IDS,
     env_id_to_partition_key,
     partition_key_to_env_id,
     validate_env_ids,
@@ -20,9 +20,10 @@ cycles = dg.DynamicPartitionsDefinition(name="cycles")
 
 
 def enabled_env_ids(settings: SchedulerSettings | None = None) -> list[str]:
-    """KINITRO_SCHEDULER_ENV_IDS as canonical ids (aliases normalized, each once, in order)."""
+    """KINITRO_SCHEDULER_ENV_IDS as canonical ids (aliases normalized, each once, in order). Unset: the
+    MetaWorld envs; other families (genesis/g1-v0) are enabled by naming them, as each needs its image."""
     settings = settings or SchedulerSettings()
-    return validate_env_ids(settings.env_ids or ENV_IDS)
+    return validate_env_ids(settings.env_ids or METAWORLD_ENV_IDS)
 
 
 # Fixed when the code location loads (KINITRO_SCHEDULER_ENV_IDS); every asset reads this one list.

@@ -11,7 +11,7 @@ import pytest
 
 from kinitro_dagster.defs.partitions import enabled_env_ids
 from kinitro_dagster.settings import SchedulerSettings
-from kinitro_dagster.sim.registry import ENV_IDS
+from kinitro_dagster.sim.registry import ENV_IDS, METAWORLD_ENV_IDS
 
 LOAD_AND_PRINT = """
 import json
@@ -57,5 +57,8 @@ def test_both_spellings_of_one_env_count_once_in_the_order_given() -> None:
     assert enabled_env_ids(settings) == ["metaworld/peg-insert-v3", "metaworld/push-v3"]
 
 
-def test_no_env_ids_enables_every_kinitro_env() -> None:
-    assert enabled_env_ids(SchedulerSettings(env_ids=None)) == list(ENV_IDS)
+def test_no_env_ids_enables_every_metaworld_env_and_genesis_only_when_named() -> None:
+    assert enabled_env_ids(SchedulerSettings(env_ids=None)) == list(METAWORLD_ENV_IDS)
+    assert "genesis/g1-v0" in ENV_IDS
+    named = enabled_env_ids(SchedulerSettings(env_ids=["metaworld/reach-v3", "genesis/g1-v0"]))
+    assert named == ["metaworld/reach-v3", "genesis/g1-v0"]

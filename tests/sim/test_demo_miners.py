@@ -15,7 +15,7 @@ from kinitro_dagster.miners.policy_client import PolicyClient
 from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.episode import run_episode
 from kinitro_dagster.sim.metaworld import MetaWorldEnv
-from kinitro_dagster.sim.registry import ENV_IDS
+from kinitro_dagster.sim.registry import METAWORLD_ENV_IDS
 from kinitro_dagster.warehouse.records import EpisodeRecord
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -138,7 +138,7 @@ def test_noisy_miner_repeats_exactly_after_a_server_restart(servers: dict[str, s
 def test_noisy_expert_is_clearly_worse_than_the_expert_but_not_useless(servers: dict[str, str]) -> None:
     seeds = list(range(10))
     rates = {}
-    for env_id in ENV_IDS:
+    for env_id in METAWORLD_ENV_IDS:
         noisy = play_new_env(servers["noisy_expert"], env_id, seeds, STATE_ONLY)
         rates[env_id] = sum(r.success for r in noisy) / len(seeds)
         assert all(r.error_kind is None for r in noisy)

@@ -21,8 +21,10 @@ def test_env_list_shows_every_env_with_family_and_availability() -> None:
     result = CliRunner().invoke(main, ["env", "list"])
     assert result.exit_code == 0, result.output
     for env_id in ENV_IDS:
-        assert any(line.startswith(env_id) and "metaworld" in line and "yes" in line
+        family = env_id.partition("/")[0]
+        assert any(line.startswith(env_id) and family in line and "yes" in line
                    for line in result.output.splitlines()), env_id  # fmt: skip
+    assert "genesis/g1-v0" in ENV_IDS
     assert "metaworld/button-press-v3" in result.output and "topdown" not in result.output  # Kinitro's ids
 
 

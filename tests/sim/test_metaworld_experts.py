@@ -15,7 +15,7 @@ from metaworld.policies import ENV_POLICY_MAP
 
 from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.metaworld import MetaWorldEnv, from_metaworld_action
-from kinitro_dagster.sim.registry import ENV_IDS, env_task_name
+from kinitro_dagster.sim.registry import METAWORLD_ENV_IDS, env_task_name
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -43,7 +43,7 @@ def test_scripted_expert_solves_a_few_seeds(env_id: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", METAWORLD_ENV_IDS)
 def test_scripted_expert_succeeds_on_at_least_80_percent_of_seeds(env_id: str) -> None:
     # Measured over seeds 0-99: 100 % everywhere except door-open 97 % and peg-insert-side 88 %
     # (MetaWorld's own peg expert solves 41/50 of MT1's own goals: its misses are the expert's).

@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from kinitro_dagster.sim.metaworld import _metaworld_task
 from kinitro_dagster.sim.metaworld_fast import _fast_class, accelerate, quat_from_rotation_matrix
-from kinitro_dagster.sim.registry import ENV_IDS, env_task_name
+from kinitro_dagster.sim.registry import METAWORLD_ENV_IDS, env_task_name
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -56,14 +56,14 @@ def play_both(task_name: str, seed: int, actions_of) -> int:
         fast.close()
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", METAWORLD_ENV_IDS)
 def test_random_actions_give_identical_episodes(env_id: str) -> None:
     actions = np.random.default_rng(7).uniform(-1, 1, size=(500, 4)).astype(np.float32)
     assert play_both(env_task_name(env_id), seed=11, actions_of=lambda _obs, step: actions[step]) == 500
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", METAWORLD_ENV_IDS)
 def test_scripted_expert_gives_identical_episodes(env_id: str) -> None:
     """Contact, grasping and success: the states a random policy rarely reaches."""
     expert = ENV_POLICY_MAP[env_task_name(env_id)]()
