@@ -8,6 +8,7 @@ imports the other for it.
 - `PolicyAction`: the env-independent form of an action: `action.continuous.ee_twist` and `.gripper`
   (MetaWorld's arm), or `.joint_pos_target` (the genesis family's humanoid).
 - `parse_action`: what a policy may send back, checked.
+- `encode_image`: an image or depth map as Kinitro's `EncodedImage` (raw bytes, shape, dtype name).
 - `ErrorKind`: why an episode ended early (stored in `episodes.error_kind`), and `PolicyError`,
   which carries one.
 
@@ -28,6 +29,7 @@ Action policy (what a policy may send back): either the end-effector channels or
 
 from __future__ import annotations
 
+import base64
 import enum
 import math
 from dataclasses import dataclass
@@ -68,6 +70,12 @@ class PolicyError(Exception):
         super().__init__(f"{kind}: {message}")
         self.kind = ErrorKind(kind)
         self.message = message
+
+
+def encode_image(array: np.ndarray) -> dict:
+    """Kinitro's `EncodedImage`: base64 of the raw C-order bytes, the shape, numpy's dtype name ("uint8")."""
+    return {"data": base64.b64encode(array.tobytes()).decode("ascii"), "shape": list(array.shape),
+            "dtype": str(array.dtype)}  # fmt: skip
 
 
 def parse_action(payload: object) -> PolicyAction:

@@ -42,3 +42,16 @@ def test_malformed_joint_actions_are_bad_actions_saying_why(continuous: dict, me
 def test_end_effector_actions_are_unchanged() -> None:
     action = parse_action(_act({"ee_twist": [0.1, 0, 0, 0, 0, 0], "gripper": [2.0]}))
     assert action.joint_pos_target is None and action.gripper == 1.0 and action.ee_twist[0] == 0.1
+
+
+def test_images_are_encoded_as_kinitros_encoded_image() -> None:
+    import base64
+
+    from kinitro_dagster.protocol import encode_image
+
+    depth = np.arange(6, dtype=np.float32).reshape(2, 3)
+    encoded = encode_image(depth)
+    assert encoded["shape"] == [2, 3] and encoded["dtype"] == "float32"  # numpy's name, as Kinitro writes it
+    decoded = np.frombuffer(base64.b64decode(encoded["data"]), dtype=encoded["dtype"]).reshape(encoded["shape"])
+    assert np.array_equal(decoded, depth)
+    assert encode_image(np.zeros((84, 84, 3), dtype=np.uint8))["dtype"] == "uint8"

@@ -26,14 +26,13 @@ Physics runs on the GPU when torch sees one, else on the CPU.
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import time
 
 import numpy as np
 
-from kinitro_dagster.protocol import PolicyAction
+from kinitro_dagster.protocol import PolicyAction, encode_image
 from kinitro_dagster.sim import g1_model
 from kinitro_dagster.sim.base import EnvConfig, StepResult
 from kinitro_dagster.sim.g1_tasks import SceneObject, Task, generate_scene, generate_task, reward, success
@@ -120,11 +119,6 @@ def joint_targets(action: PolicyAction) -> np.ndarray:
         raise ValueError("joint_pos_target is not finite")
     values[: len(given)] = given  # as Kinitro: a shorter vector is padded with zeros
     return DEFAULT_POSE + np.clip(values, -1.0, 1.0) * ACTION_SCALE
-
-
-def encode_array(array: np.ndarray) -> dict:
-    return {"data": base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii"),
-            "shape": list(array.shape), "dtype": array.dtype.str}  # fmt: skip
 
 
 class GenesisG1Env:
@@ -267,8 +261,8 @@ class GenesisG1Env:
         if self._camera is not None:
             self._camera.move_to_attach()
             color, depth_map, _, _ = self._camera.render(rgb=True, depth=True)
-            rgb = {CAMERA: encode_array(np.asarray(color, dtype=np.uint8))}
-            depth = {CAMERA: encode_array(np.asarray(depth_map, dtype=np.float32))}
+            rgb = {CAMERA: encode_image(np.asarray(color, dtype=np.uint8))}
+            depth = {CAMERA: encode_image(np.asarray(depth_map, dtype=np.float32))}
         extra = {"task_prompt": self.task.prompt, "task_type": self.task.task_type.value}
         if self.config.privileged_state:
             extra["state"] = self._privileged_state()

@@ -44,7 +44,6 @@ and costs ~127 MiB more (env + renderer: ~365 MiB RSS).
 
 from __future__ import annotations
 
-import base64
 import functools
 import logging
 import math
@@ -63,7 +62,7 @@ import metaworld
 import mujoco
 import numpy as np
 
-from kinitro_dagster.protocol import PolicyAction
+from kinitro_dagster.protocol import PolicyAction, encode_image
 from kinitro_dagster.sim.base import EnvConfig, StepResult
 from kinitro_dagster.sim.metaworld_fast import accelerate
 from kinitro_dagster.sim.registry import METAWORLD_ENV_IDS, env_task_name, normalize_env_id
@@ -117,14 +116,6 @@ def from_metaworld_action(native: np.ndarray) -> PolicyAction:
     twist = np.zeros(6)
     twist[:3] = native[:3] / LINEAR_TWIST_SCALE
     return PolicyAction(ee_twist=twist, gripper=float((native[3] + 1.0) / 2.0))
-
-
-def _encode_rgb(image: np.ndarray) -> dict:
-    return {
-        "data": base64.b64encode(image.tobytes()).decode("ascii"),
-        "shape": list(image.shape),
-        "dtype": "uint8",
-    }
 
 
 def _use_fast_rendering(model: mujoco.MjModel, image_size: int) -> None:
@@ -297,7 +288,7 @@ class MetaWorldEnv:
     # -- internals ----------------------------------------------------------------------------
 
     def _observation(self, state: np.ndarray) -> dict:
-        rgb = {name: _encode_rgb(self.render(name)) for name in self._camera_ids} if self._renderer else {}
+        rgb = {name: encode_image(self.render(name)) for name in self._camera_ids} if self._renderer else {}
         return {
             "rgb": rgb,
             "depth": {},

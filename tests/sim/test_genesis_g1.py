@@ -59,6 +59,7 @@ def test_observation_and_task_config_are_kinitros(env: GenesisG1Env) -> None:
     w = observation["proprio"]["base_quat"][0]
     assert w == pytest.approx(1.0, abs=0.05)  # w first, upright at spawn
     rgb, depth = _decode(observation["rgb"]["ego"]), _decode(observation["depth"]["ego"])
+    assert observation["rgb"]["ego"]["dtype"] == "uint8" and observation["depth"]["ego"]["dtype"] == "float32"
     assert rgb.shape == (84, 84, 3) and rgb.dtype == np.uint8 and rgb.std() > 0
     assert depth.shape == (84, 84) and depth.dtype == np.float32 and np.isfinite(depth).all() and depth.max() > 0
     assert observation["cam_intrinsics"] == {} and observation["cam_extrinsics"] == {}
