@@ -1,5 +1,9 @@
 """A cycle over both built-in families on the embedded default: MetaWorld and Genesis partitions in the
-same assets, real policy servers over HTTP, weights from the cycle."""
+same assets, real policy servers over HTTP, weights from both families.
+
+The chain's head (block 1300 of a chain named "two-families") gives the humanoid's episode 1 a
+navigate task the scripted expert's G1 baseline reaches (its landings cover ~20 % of navigate
+targets); episode 0 is one it cannot do, so it stands through it."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "miners"
 ENV_IDS = ["metaworld/reach-v3", "genesis/g1-v0"]
+HEAD_BLOCK = 1300
+MAX_STEPS = 200  # the baseline's falls end by step ~170
 
 CYCLE = """
 import json
@@ -50,7 +56,7 @@ def _chain(state: Path) -> None:
         shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
         revision = publish_to_cache(copy, repo, cache_dir=state / "hub")
         commitments.append(ChainCommitment(uid=uid, hotkey=f"5Demo{uid}", raw=f"{repo}:{revision}", block=10 + uid))
-    write_chain_file(state / "chain.yaml", commitments, name="two-families", head_block=1000)
+    write_chain_file(state / "chain.yaml", commitments, name="two-families", head_block=HEAD_BLOCK)
 
 
 @pytest.mark.slow
@@ -59,7 +65,7 @@ def test_a_cycle_over_metaworld_and_genesis(tmp_path: Path) -> None:
     _chain(state)
     env = {**os.environ, "KINITRO_STATE_DIR": str(state), "KINITRO_SCHEDULER_ENV_IDS": json.dumps(ENV_IDS),
            "KINITRO_SCHEDULER_EPISODES_PER_ENV": "2", "KINITRO_SCHEDULER_EVAL_INTERVAL_BLOCKS": "100",
-           "KINITRO_EXECUTOR_MAX_TIMESTEPS": "60", "KINITRO_EXECUTOR_USE_IMAGES": "false",
+           "KINITRO_EXECUTOR_MAX_TIMESTEPS": str(MAX_STEPS), "KINITRO_EXECUTOR_USE_IMAGES": "false",
            "KINITRO_EXECUTOR_PRIVILEGED_STATE": "true", "HF_HUB_OFFLINE": "1"}  # fmt: skip
     result = subprocess.run([sys.executable, "-c", CYCLE], env=env, capture_output=True, text=True, timeout=900,
                             cwd=tmp_path)  # fmt: skip
@@ -68,10 +74,13 @@ def test_a_cycle_over_metaworld_and_genesis(tmp_path: Path) -> None:
 
     reach, genesis = seen["rows"]["metaworld/reach-v3"], seen["rows"]["genesis/g1-v0"]
     assert sorted((uid, episode) for uid, episode, *_ in genesis) == [(u, e) for u in (0, 1) for e in range(2)]
-    by_uid = {uid: [row for row in genesis if row[0] == uid] for uid in (0, 1)}
-    # The MetaWorld expert has no policy for the humanoid: its /reset fails, recorded with the reason.
-    assert all(kind == "http_error" and "g1-v0" in error for *_, kind, error in by_uid[0]), by_uid[0]
-    # The random policy plays the humanoid (joint targets) until it falls or runs out of steps.
-    assert all(kind is None and 0 < steps <= 60 for _, _, _, steps, kind, _ in by_uid[1]), by_uid[1]
+    by_uid = {uid: sorted(row for row in genesis if row[0] == uid) for uid in (0, 1)}
+    assert all(kind is None for *_, kind, _ in genesis), genesis
+    # The expert's G1 baseline stands through the task it cannot reach and falls onto the other's target.
+    (_, _, stood, stood_steps, *_), (_, _, reached, reached_steps, *_) = by_uid[0]
+    assert not stood and stood_steps == MAX_STEPS
+    assert reached and reached_steps < MAX_STEPS
+    # The random policy plays joint targets until it falls or runs out of steps, and reaches nothing.
+    assert not any(success for _, _, success, *_ in by_uid[1]), by_uid[1]
     assert all(success for uid, _, success, *_ in reach if uid == 0)
     assert seen["weights"] == {"0": 1.0, "1": 0.0}

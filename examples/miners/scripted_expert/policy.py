@@ -1,8 +1,11 @@
-"""MetaWorld's own scripted expert, driven by the privileged 39-d state in `obs.extra["state"]`.
+"""Scripted experts for both families, driven by the privileged state in `obs.extra["state"]`.
 
-Needs an evaluator that sends the state (the demo track: `kinitro env test --privileged`). The
-expert's native action [x, y, z, grip] in [-1, 1] becomes ee_twist = [x, y, z, 0, 0, 0] and
-gripper = (grip + 1) / 2, the inverse of the evaluator's MetaWorld action mapping.
+MetaWorld: MetaWorld's own scripted expert for the task, on its 39-d state. Its native action
+[x, y, z, grip] in [-1, 1] becomes ee_twist = [x, y, z, 0, 0, 0] and gripper = (grip + 1) / 2, the
+inverse of the evaluator's MetaWorld action mapping. `genesis/g1-v0`: the G1 baseline in
+`g1_baseline.py` (stand, then fall towards a navigate target it can reach).
+
+Needs an evaluator that sends the state (the demo track: `kinitro env test --privileged`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import uuid
 import warnings
 
 import numpy as np
+from g1_baseline import G1Baseline
 from metaworld.policies import ENV_POLICY_MAP
 from rl_interface import Action, ActionKeys, Observation
 
@@ -54,6 +58,10 @@ def to_action(native: np.ndarray) -> Action:
     return Action(continuous={ActionKeys.EE_TWIST: twist, ActionKeys.GRIPPER: [float((native[3] + 1) / 2)]})
 
 
+def is_humanoid(task_config: dict) -> bool:
+    return (task_config.get("env_id") or "").startswith("genesis/")
+
+
 class RobotPolicy:
     def __init__(self) -> None:
         self._expert = None
@@ -63,13 +71,16 @@ class RobotPolicy:
         return True
 
     async def reset(self, task_config: dict) -> str:
-        self._expert = expert_for(task_config)
+        self._expert = G1Baseline() if is_humanoid(task_config) else expert_for(task_config)
         self._episode_id = uuid.uuid4().hex
         return self._episode_id
 
     async def act(self, observation: Observation) -> Action:
         if self._expert is None:
             raise RuntimeError("act before reset: POST /reset with the task_config first")
+        if isinstance(self._expert, G1Baseline):
+            targets = self._expert.act(observation.proprio, observation.extra)
+            return Action(continuous={ActionKeys.JOINT_POS_TARGET: targets})
         return to_action(expert_action(self._expert, observation))
 
     async def cleanup(self) -> None:
