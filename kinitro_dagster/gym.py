@@ -50,6 +50,15 @@ episode ends at the first success (`terminated`, `info["success"]`) or after `ma
 (`truncated`); stepping on after either raises. `reward` is MetaWorld's; the evaluator scores
 success only (and records the summed reward).
 
+The humanoid (`kinitro/genesis-g1-v0`, sim/genesis_g1.py). Flat actions are `joint_pos_target`,
+43 numbers in [-1, 1] in the wire's joint order (`HUMANOID_ACTION_SPACE`); a dict action is what a
+policy returns. The arrays format decodes `rgb.ego` and `depth.ego` (with images), the proprio
+(`base_pos`, `base_quat`, `base_vel`, `joint_pos`, `joint_vel`) and keeps `extra.task_prompt` and
+`task_type` as text (`spaces.Text`). A fall ends the episode early as a failure: `terminated`, not
+`truncated`. `render()` is the ego frame the last observation sent. Privileged state is refused
+(its keys vary by task; production never sends it). Frames at 50 per second (2 physics steps of
+10 ms an action).
+
 Images are rendered with MuJoCo's fast settings (no multisampling, shadows or reflections) and
 rotated 180° so the table is at the bottom; Kinitro renders at MuJoCo's default quality and flips
 vertically only (mirrored left-right), so Kinitro-style frames are not what this evaluator sends.
@@ -62,6 +71,7 @@ from __future__ import annotations
 
 import base64
 import json
+import string
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -73,7 +83,7 @@ from gymnasium import spaces
 from kinitro_dagster.miners.policy_client import dump_observation as _act_bytes  # the evaluator's encoder
 from kinitro_dagster.protocol import OBSERVATION_KEYS, PolicyAction, PolicyError, parse_action
 from kinitro_dagster.sim.base import EnvConfig, make_env
-from kinitro_dagster.sim.registry import ENV_IDS, validate_env_id
+from kinitro_dagster.sim.registry import ENV_IDS, env_family, validate_env_id
 
 NAMESPACE = "kinitro"
 ENTRY_POINT = "kinitro_dagster.gym:KinitroEnv"
@@ -81,10 +91,13 @@ OBS_FORMATS = ("wire", "arrays")
 EVALUATOR_KNOBS = ("max_steps", "use_images", "privileged_state")
 """The `EnvConfig` fields the evaluator's settings set (the others are fixed in production)."""
 
-ACTION_SIZE = 7  # ee_twist[6], gripper[1]
+ACTION_SIZE = 7  # MetaWorld: ee_twist[6], gripper[1]
+HUMANOID_ACTION_SIZE = 43  # genesis/g1-v0: joint_pos_target[43]
 _DRAWN_SEED_LIMIT = 2**31  # the evaluator's episode seeds are 31-bit (sim/seeds.py)
 _STATE_SIZE = 39  # MetaWorld's state, in extra["state"] with privileged_state
-_RENDER_FPS = 80  # MetaWorld's env step: 5 physics steps of 2.5 ms
+# Frames per second of an env step: MetaWorld's is 5 physics steps of 2.5 ms, Genesis's 2 of 10 ms.
+_RENDER_FPS = {"metaworld": 80, "genesis": 50}
+_PROMPT_CHARSET = string.ascii_letters + string.digits + " .,'-"
 
 
 def gym_id(env_id: str) -> str:
@@ -123,12 +136,18 @@ def encode_image(array: np.ndarray) -> dict:
 def decode_observation(wire: Mapping[str, Any]) -> dict:
     """A wire observation -> the same observation as arrays (images as sent, every list float64)."""
     images = {key: {name: decode_image(image) for name, image in wire[key].items()} for key in _IMAGE_CHANNELS}
-    numbers = {
-        key: {name: np.asarray(value, dtype=np.float64) for name, value in wire[key].items()}
-        for key in _NUMBER_CHANNELS
-    }
+    numbers = {key: {name: _decoded(value) for name, value in wire[key].items()} for key in _NUMBER_CHANNELS}
     merged = {**images, **numbers}
     return {key: merged[key] for key in OBSERVATION_KEYS}
+
+
+def _decoded(value: Any) -> Any:
+    """Numbers and lists of them as float64 arrays; text (the humanoid's prompt) as it is; dicts within."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return {name: _decoded(item) for name, item in value.items()}
+    return np.asarray(value, dtype=np.float64)
 
 
 def encode_observation(arrays: Mapping[str, Any]) -> dict:
@@ -136,44 +155,64 @@ def encode_observation(arrays: Mapping[str, Any]) -> dict:
     images = {
         key: {name: encode_image(image) for name, image in arrays.get(key, {}).items()} for key in _IMAGE_CHANNELS
     }
-    numbers = {
-        key: {name: np.asarray(value).tolist() for name, value in arrays.get(key, {}).items()}
-        for key in _NUMBER_CHANNELS
-    }
+    numbers = {key: {name: _encoded(value) for name, value in arrays.get(key, {}).items()} for key in _NUMBER_CHANNELS}
     merged = {**images, **numbers}
     return {key: merged[key] for key in OBSERVATION_KEYS}
+
+
+def _encoded(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return {name: _encoded(item) for name, item in value.items()}
+    return np.asarray(value).tolist()
 
 
 _IMAGE_CHANNELS = ("rgb", "depth")
 _NUMBER_CHANNELS = ("proprio", "cam_intrinsics", "cam_extrinsics", "extra")
 
 
-def array_observation_space(config: EnvConfig) -> spaces.Dict:
-    """The space of decoded observations of an env with `config`, keys in the wire's order.
+def array_observation_space(config: EnvConfig, family: str = "metaworld") -> spaces.Dict:
+    """The space of decoded observations of a `family` env with `config`, keys in the wire's order.
 
     Gymnasium allows no empty Dict, so channels that are always empty with `config` are left out:
-    `depth` (never rendered), `rgb` and the camera matrices without images, `extra` without
-    privileged state.
+    `depth` (MetaWorld never renders it), `rgb` and the camera matrices without images, `extra`
+    without privileged state (MetaWorld; the humanoid's always has its prompt).
     """
-    cameras = config.cameras if config.use_images else ()
     size = config.image_size
 
-    def real(*shape: int, low: float = -np.inf, high: float = np.inf) -> spaces.Box:
-        return spaces.Box(low, high, shape, np.float64)
+    def real(*shape: int, low: float = -np.inf, high: float = np.inf, dtype: type = np.float64) -> spaces.Box:
+        return spaces.Box(low, high, shape, dtype)
 
-    channels = {
-        "rgb": {name: spaces.Box(0, 255, (size, size, 3), np.uint8) for name in cameras},
-        "depth": {},
-        "proprio": {
-            "ee_pos": real(3), "ee_quat": real(4), "ee_vel_lin": real(3), "ee_vel_ang": real(3),
-            "gripper": real(1, low=0.0, high=1.0),
-        },
-        "cam_intrinsics": {name: real(3, 3) for name in cameras},
-        "cam_extrinsics": {name: real(4, 4) for name in cameras},
-        "extra": {"state": real(_STATE_SIZE)} if config.privileged_state else {},
-    }  # fmt: skip
-    # Pairs, not a dict: spaces.Dict would sort a dict's keys.
-    return spaces.Dict([(key, spaces.Dict(list(items.items()))) for key, items in channels.items() if items])
+    if family == "genesis":
+        if config.privileged_state:
+            # Its keys vary by task (a destination only for place and push): no fixed space holds them.
+            raise ValueError("the Gymnasium env of genesis/g1-v0 takes no privileged_state (production never sends "
+                             "it); for the demo track's state use kinitro_dagster.sim.make_env")  # fmt: skip
+        cameras = ("ego",) if config.use_images else ()
+        channels = {
+            "rgb": {name: spaces.Box(0, 255, (size, size, 3), np.uint8) for name in cameras},
+            "depth": {name: real(size, size, low=0.0, dtype=np.float32) for name in cameras},
+            "proprio": {"base_pos": real(3), "base_quat": real(4), "base_vel": real(6),
+                        "joint_pos": real(HUMANOID_ACTION_SIZE), "joint_vel": real(HUMANOID_ACTION_SIZE)},
+            "extra": {"task_prompt": spaces.Text(256, charset=_PROMPT_CHARSET),
+                      "task_type": spaces.Text(16, charset=string.ascii_lowercase)},
+        }  # fmt: skip
+    else:
+        cameras = config.cameras if config.use_images else ()
+        channels = {
+            "rgb": {name: spaces.Box(0, 255, (size, size, 3), np.uint8) for name in cameras},
+            "proprio": {
+                "ee_pos": real(3), "ee_quat": real(4), "ee_vel_lin": real(3), "ee_vel_ang": real(3),
+                "gripper": real(1, low=0.0, high=1.0),
+            },
+            "cam_intrinsics": {name: real(3, 3) for name in cameras},
+            "cam_extrinsics": {name: real(4, 4) for name in cameras},
+            "extra": {"state": real(_STATE_SIZE)} if config.privileged_state else {},
+        }  # fmt: skip
+    # Pairs in the wire's key order, not a dict: spaces.Dict would sort a dict's keys.
+    return spaces.Dict([(key, spaces.Dict(list(channels[key].items()))) for key in OBSERVATION_KEYS
+                        if channels.get(key)])  # fmt: skip
 
 
 def _in_space(wire: Mapping[str, Any], space: spaces.Dict) -> dict:
@@ -222,22 +261,31 @@ class WireObservation(spaces.Space[dict]):
 ACTION_SPACE = spaces.Box(
     low=np.array([-1.0] * 6 + [0.0], dtype=np.float32), high=np.ones(ACTION_SIZE, dtype=np.float32), dtype=np.float32
 )
-"""Flat actions `[*ee_twist, gripper]`: the range the env acts on (the evaluator clips beyond it)."""
+"""MetaWorld's flat actions `[*ee_twist, gripper]`: the range the env acts on (the evaluator clips beyond it)."""
+HUMANOID_ACTION_SPACE = spaces.Box(-1.0, 1.0, (HUMANOID_ACTION_SIZE,), np.float32)
+"""The humanoid's flat actions: `joint_pos_target`, one number a joint in the wire order, in [-1, 1]."""
 
 
-def to_policy_action(action: Any) -> PolicyAction:
-    """A wire action dict or a flat array of 7 -> the `PolicyAction` the evaluator would step with."""
+def action_space_of(family: str) -> spaces.Box:
+    return HUMANOID_ACTION_SPACE if family == "genesis" else ACTION_SPACE
+
+
+def to_policy_action(action: Any, family: str = "metaworld") -> PolicyAction:
+    """A wire action dict, or a flat array of `family`'s action space -> the `PolicyAction` the
+    evaluator would step with."""
     if isinstance(action, Mapping):
         # Over HTTP the action is JSON: NumPy values become numbers, True stays a (refused) bool.
         response = json.loads(json.dumps({"action": action}, default=_json_value))
     else:
         flat = np.asarray(action, dtype=np.float64)
-        if flat.shape != (ACTION_SIZE,):
-            raise ValueError(
-                f"a flat action is [*ee_twist(6), gripper(1)], {ACTION_SIZE} numbers; got shape {flat.shape}"
-            )
+        size = action_space_of(family).shape[0]
+        if flat.shape != (size,):
+            layout = "joint_pos_target(43)" if family == "genesis" else "[*ee_twist(6), gripper(1)]"
+            raise ValueError(f"a flat {family} action is {layout}, {size} numbers; got shape {flat.shape}")
         values = flat.tolist()
-        response = {"action": {"continuous": {"ee_twist": values[:6], "gripper": values[6:]}}}
+        continuous = ({"joint_pos_target": values} if family == "genesis"
+                      else {"ee_twist": values[:6], "gripper": values[6:]})  # fmt: skip
+        response = {"action": {"continuous": continuous}}
     try:
         return parse_action(response)
     except PolicyError as error:
@@ -258,7 +306,7 @@ def _json_value(value: Any) -> Any:
 class KinitroEnv(gymnasium.Env[dict, Any]):
     """One of Kinitro's evaluation envs, episode for episode and bit for bit (see the module docstring)."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": _RENDER_FPS}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": _RENDER_FPS["metaworld"]}
 
     def __init__(self, env_id: str, obs_format: str = "wire", render_mode: str | None = None, **knobs: Any) -> None:
         unknown = sorted(knobs.keys() - set(EVALUATOR_KNOBS))
@@ -272,15 +320,18 @@ class KinitroEnv(gymnasium.Env[dict, Any]):
         if render_mode == "rgb_array" and not config.use_images:
             raise ValueError("render_mode='rgb_array' needs use_images=True (the frames are the first camera's)")
         self.env_id = validate_env_id(env_id)
+        self.family = env_family(self.env_id)
         self.config = config
         self.obs_format = obs_format
         self.render_mode = render_mode
         # Frames come from the evaluator's renderer, which exists only with images.
-        self.metadata = {**self.metadata, "render_modes": ["rgb_array"] if config.use_images else []}
-        arrays = array_observation_space(config)
+        self.metadata = {**self.metadata, "render_modes": ["rgb_array"] if config.use_images else [],
+                         "render_fps": _RENDER_FPS[self.family]}  # fmt: skip
+        arrays = array_observation_space(config, self.family)
         self.observation_space = arrays if obs_format == "arrays" else WireObservation(arrays)
-        self.action_space = ACTION_SPACE
+        self.action_space = action_space_of(self.family)
         self._env = make_env(self.env_id, config)
+        self._frame: np.ndarray | None = None  # the humanoid's last ego frame (render)
         self._episode_seed: int | None = None
         self._steps = 0
         self._over = True  # until the first reset
@@ -301,18 +352,22 @@ class KinitroEnv(gymnasium.Env[dict, Any]):
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
         if self._over:
             raise RuntimeError(f"{self.env_id}: the episode is over (or never started); call reset() first")
-        result = self._env.step(to_policy_action(action))
-        # The evaluator's rollout loop: it stops at max_steps, and at the first success unless told not to.
-        terminated = result.success and self.config.stop_on_success
+        result = self._env.step(to_policy_action(action, self.family))
+        self._steps += 1
+        # The evaluator's rollout loop: it stops at max_steps, and at the first success unless told not
+        # to; an env may end an episode itself before (the humanoid's fall): terminated, a failure.
+        ended_early = result.done and self._steps < self.config.max_steps
+        terminated = (result.success and self.config.stop_on_success) or (ended_early and not result.success)
         truncated = result.done and not terminated
         self._over = terminated or truncated
-        self._steps += 1
         info = {"episode_seed": self._episode_seed, "success": result.success, "steps": self._steps}
         return self._delivered(result.observation), result.reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
+        if self.family == "genesis":  # its one camera's frame, as the last observation sent it
+            return None if self._frame is None else self._frame.copy()
         return self._env.render(self.config.cameras[0])
 
     def close(self) -> None:
@@ -323,6 +378,8 @@ class KinitroEnv(gymnasium.Env[dict, Any]):
         # Decoding the encoded bytes gives what a policy server reads, and a fresh dict each step
         # (the env reuses its camera matrices between steps).
         wire = orjson.loads(_act_bytes(observation))
+        if self.family == "genesis" and wire["rgb"]:
+            self._frame = decode_image(wire["rgb"]["ego"])
         return wire if self.obs_format == "wire" else _in_space(wire, self.observation_space)
 
 

@@ -22,7 +22,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from metaworld.policies import ENV_POLICY_MAP
 
-from kinitro_dagster.gym import GYM_IDS, KinitroEnv, decode_observation, gym_id
+from kinitro_dagster.gym import GYM_IDS, KinitroEnv, decode_observation, gym_id, to_policy_action
 from kinitro_dagster.miners.policy_client import dump_observation
 from kinitro_dagster.protocol import parse_action
 from kinitro_dagster.sim.base import EnvConfig, StepResult, make_env
@@ -290,3 +290,49 @@ def test_rgb_array_rendering_is_the_first_cameras_delivered_frame() -> None:
         assert np.array_equal(env.render(), obs["rgb"]["corner"])
     with pytest.raises(ValueError, match="needs use_images=True"):
         KinitroEnv("metaworld/reach-v3", use_images=False, render_mode="rgb_array")
+
+
+# -- the humanoid (genesis/g1-v0) ----------------------------------------------------------------
+
+
+def test_humanoid_actions_are_43_joint_targets_and_its_privileged_state_is_refused() -> None:
+    assert to_policy_action(np.full(43, 0.5), "genesis").joint_pos_target.tolist() == [0.5] * 43
+    with pytest.raises(ValueError, match=r"joint_pos_target\(43\), 43 numbers; got shape \(7,\)"):
+        to_policy_action(np.zeros(7), "genesis")
+    with pytest.raises(ValueError, match="no privileged_state"):
+        KinitroEnv("genesis/g1-v0", privileged_state=True)
+
+
+def _hold(_obs: dict) -> dict:
+    """Kinitro's default pose: the G1 stands about a second, then falls."""
+    return {"continuous": {"joint_pos_target": [0.0] * 43}}
+
+
+@pytest.mark.slow
+def test_the_humanoid_plays_the_evaluators_episode_and_a_fall_terminates_it() -> None:
+    env_id, knobs = "genesis/g1-v0", {"max_steps": 300, "use_images": False}
+    seed = episode_seed("test secret", "0x5eed", env_id, 0)
+    client, results, record = evaluator_episode(env_id, EnvConfig(**knobs), seed, _hold)
+    with gymnasium.make(gym_id(env_id), obs_format="arrays", **knobs) as env:
+        assert env.action_space.shape == (43,) and env.metadata["render_fps"] == 50
+        played = gym_episode(env, seed, _hold, lambda action: np.array(action["continuous"]["joint_pos_target"]))
+        assert all(env.observation_space.contains(observation) for observation in played["observations"])
+
+    assert not record.success and record.steps < knobs["max_steps"]  # it fell
+    assert len(played["rewards"]) == record.steps
+    assert played["ends"][-1] == (True, False)  # a fall terminates the episode: not a truncation
+    assert played["rewards"] == [r.reward for r in results] and played["rewards"][-1] == -1.0
+    sent = [*client.sent, dump_observation(results[-1].observation)]
+    for delivered, body in zip(played["observations"], sent, strict=True):
+        expected = decode_observation(json.loads(body))
+        assert delivered["extra"] == expected["extra"]  # the prompt and task type, as text
+        for name, array in delivered["proprio"].items():
+            assert np.array_equal(array, expected["proprio"][name])
+
+    with gymnasium.make(gym_id(env_id), max_steps=2, render_mode="rgb_array") as env:  # the ego camera, wire format
+        observation, _ = env.reset(seed=seed)
+        assert env.observation_space.contains(observation)
+        frame = decode_observation(observation)["rgb"]["ego"]
+        assert frame.shape == (84, 84, 3) and np.array_equal(env.render(), frame)
+        observation, *_ = env.step(env.action_space.sample())
+        assert env.observation_space.contains(observation)

@@ -14,9 +14,10 @@ What a miner sees and sends is Kinitro's (facts in sim_images/genesis/KINITRO_CO
   `DEFAULT_POSE[i] + a[i] * ACTION_SCALE[i]` by the model's position servos (kp 500, damping ratio 1).
   Each action holds for 2 physics steps of 10 ms (50 Hz control).
 - Scene: as Kinitro's but for the floor, plain grey instead of Genesis's checker (`FLOOR_COLOR`).
-- Episode end: success, a fall (base below 0.3 m) or 500 actions. The robot spawns with its pelvis
-  at 0.75 m above Menagerie's own height (1.54 m, as Genesis composes the two) in the default pose,
-  unheld; the first observation follows one physics step.
+- Episode end: success (unless `EnvConfig.stop_on_success` is off), a fall (base below 0.3 m) or
+  500 actions. The robot spawns with its pelvis at 0.75 m above Menagerie's own height (1.54 m, as
+  Genesis composes the two) in the default pose, unheld; the first observation follows one physics
+  step.
 
 Scenes and tasks come from the seed (sim/g1_tasks.py). The scene (plane, robot, objects) is built
 once per distinct scene and reset in place when the same seed plays again; Genesis compiles its
@@ -174,7 +175,8 @@ class GenesisG1Env:
         fallen = base[2] < FALL_HEIGHT
         done_now = success(self.task, base_position=base, positions=positions)
         self._success = self._success or done_now
-        self._done = self._success or fallen or self._steps >= self.config.max_steps
+        ended = (self._success and self.config.stop_on_success) or fallen
+        self._done = ended or self._steps >= self.config.max_steps
         return StepResult(observation=self._observation(), success=self._success, done=self._done,
                           reward=reward(self.task, base_position=base, positions=positions, fallen=fallen))  # fmt: skip
 

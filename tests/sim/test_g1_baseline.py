@@ -69,7 +69,7 @@ def test_it_picks_the_move_landing_nearest_the_goal_in_the_robots_frame() -> Non
     # Facing +y (yaw 90°), the goal straight ahead lies on +y in the world.
     assert g1.choose_move((1.0, 1.0), math.pi / 2, (1.0 - y, 1.0 + x)) == "lean_0"
     assert g1.choose_move((0.0, 0.0), 0.0, (2.0, 0.0)) is None  # beyond every landing
-    assert g1.choose_move((0.0, 0.0), 0.0, (0.0, -0.9)) is None  # to its right: no move falls that way
+    assert g1.choose_move((0.0, 0.0), 0.0, (0.2, 0.0)) is None  # at its feet: every move falls past it
 
 
 def test_it_moves_only_for_a_navigate_task_and_needs_the_privileged_state_for_it() -> None:
@@ -89,7 +89,7 @@ def test_some_navigate_tasks_and_no_others_are_in_reach() -> None:
     reachable = [seed for seed in seeds if _reachable(seed)]
     navigate = [seed for seed in seeds if generate_task(seed, generate_scene(seed)).task_type is TaskType.NAVIGATE]
     assert set(reachable) <= set(navigate)
-    assert 0.1 < len(reachable) / len(navigate) < 0.4  # near targets ahead, behind or to its left
+    assert 0.2 < len(reachable) / len(navigate) < 0.5  # targets within ~1.3 m, most directions
 
 
 # -- in the simulator -------------------------------------------------------------------------

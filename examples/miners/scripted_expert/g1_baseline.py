@@ -60,13 +60,28 @@ def _lean(heading: float):
     return targets
 
 
-def _topple_left(ankle_pitch: float):
-    """Right leg abducted, left ankle rolled: the weight goes over the left foot's outer edge."""
+def _topple_left(ankle_pitch: float | None):
+    """Right leg abducted, left ankle rolled: the weight goes over the left foot's outer edge. A fixed
+    ankle pitch instead of the balance loop (None) tips the fall forward or back; the fall is
+    bistable: a few hundredths of a radian decide."""
 
     def targets(q: np.ndarray, _: int) -> None:
         q[JOINT["left_hip_roll"]], q[JOINT["right_hip_roll"]] = -0.1, -0.5
         q[JOINT["left_ankle_roll"]] = 0.5
-        if ankle_pitch:
+        if ankle_pitch is not None:
+            q[JOINT["left_ankle_pitch"]] = q[JOINT["right_ankle_pitch"]] = ankle_pitch
+
+    return targets
+
+
+def _topple_right(ankle_pitch: float | None, prop_steps: int = 30):
+    """The left leg abducted shifts the weight onto the right foot, where it props the robot up like
+    a kickstand; pulling it in after `prop_steps` lets the robot fall over the right foot's edge."""
+
+    def targets(q: np.ndarray, step: int) -> None:
+        q[JOINT["left_hip_roll"]] = 0.7 if step < prop_steps else -0.1
+        q[JOINT["right_hip_roll"]], q[JOINT["right_ankle_roll"]] = 0.1, -0.5
+        if ankle_pitch is not None:
             q[JOINT["left_ankle_pitch"]] = q[JOINT["right_ankle_pitch"]] = ankle_pitch
 
     return targets
@@ -86,7 +101,10 @@ def _lift_left(stance_roll: float):
 MOVES = {
     **{f"lean_{deg}": _lean(math.radians(deg)) for deg in (0, 22, 45, 67, 112, 135, 157, 180, 202, 225, 247,
                                                              292, 315, 337)},
-    "topple_left": _topple_left(0.0),
+    "topple_left": _topple_left(None),
+    **{f"topple_left_{tip}": _topple_left(tip / 1000) for tip in (-35, 0, 20)},
+    "topple_right": _topple_right(None),
+    **{f"topple_right_{tip}": _topple_right(tip / 1000) for tip in (-50, -35, 0, 20)},
     "lift_left": _lift_left(0.0),
     "lift_left_roll": _lift_left(-0.5),
 }  # fmt: skip
@@ -98,7 +116,10 @@ LANDINGS: dict[str, tuple[float, float]] = {
     "lean_112": (-0.856, 0.325), "lean_135": (-0.798, 0.416), "lean_157": (-0.800, 0.222),
     "lean_180": (-0.780, 0.010), "lean_202": (-0.787, -0.289), "lean_225": (-0.808, -0.397),
     "lean_247": (-0.866, -0.418), "lean_292": (0.932, -0.382), "lean_315": (0.916, -0.416),
-    "lean_337": (0.888, -0.361), "topple_left": (-0.202, 1.080), "lift_left": (-0.357, 0.694),
+    "lean_337": (0.888, -0.361), "topple_left": (-0.202, 1.080), "topple_left_-35": (0.825, 0.673),
+    "topple_left_0": (-0.627, 0.877), "topple_left_20": (-0.796, 0.630), "topple_right": (-0.137, -1.240),
+    "topple_right_-50": (0.455, -1.197), "topple_right_-35": (0.015, -1.273),
+    "topple_right_0": (-0.262, -1.248), "topple_right_20": (-0.805, -0.730), "lift_left": (-0.357, 0.694),
     "lift_left_roll": (-0.734, 0.373),
 }  # fmt: skip
 
