@@ -125,9 +125,18 @@ def test_it_keeps_the_robot_standing_where_the_default_pose_falls(env) -> None:
     assert not result.done and min(heights[g1.SETTLE_STEPS :]) > 0.7 and controller.move is None
 
 
+def _well_within_reach(seed: int) -> bool:
+    """A navigate target 10 cm inside the reach of a landing (the robot stands a few cm off its spawn point)."""
+    task = generate_task(seed, generate_scene(seed))
+    goal = task.target.position[:2]
+    return (
+        task.task_type is TaskType.NAVIGATE and min(math.dist(goal, xy) for xy in g1.LANDINGS.values()) < g1.REACH - 0.1
+    )
+
+
 @pytest.mark.slow
 def test_it_reaches_a_navigate_target_its_landings_cover(env) -> None:
-    seed = next(s for s in range(200) if _reachable(s))
+    seed = next(s for s in range(200) if _well_within_reach(s))
     controller = g1.G1Baseline()
     result, _ = _play(env, seed, lambda obs: controller.act(obs["proprio"], obs["extra"]))
     assert controller.move is not None and result.success and result.done
