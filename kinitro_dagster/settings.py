@@ -142,8 +142,9 @@ class ExecutorSettings(BaseSettings):
     action_timeout: float = Field(default=0.5, gt=0)
     eval_timeout: float = Field(default=300.0, gt=0)
     use_images: bool = True
-    # The demo track only (`kinitro demo` turns it on): MetaWorld's 39-d state, goal visible, in
-    # obs.extra["state"]. Off, a miner sees what Kinitro's miners see: proprio and cameras.
+    # The demo track only (`kinitro demo` turns it on): in obs.extra["state"], MetaWorld's 39-d state
+    # (goal visible) or the humanoid's task object positions. Off, a miner sees what Kinitro's miners
+    # see: proprio and cameras.
     privileged_state: bool = False
     # MetaWorld physics randomization, as Kinitro evaluates: each episode scales every geom's
     # friction by U(0.8, 1.2) and every joint's damping by U(0.9, 1.1), drawn from its seed and

@@ -71,8 +71,8 @@ def env_list(check: bool) -> None:
 @click.option(
     "--privileged/--no-privileged",
     default=None,
-    help="Send MetaWorld's 39-d state in obs.extra['state'], the demo track "
-    "(KINITRO_EXECUTOR_PRIVILEGED_STATE; default off).",
+    help="Send the privileged state in obs.extra['state'] (MetaWorld's 39-d state; the humanoid's task object "
+    "positions), the demo track (KINITRO_EXECUTOR_PRIVILEGED_STATE; default off).",
 )
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Steps per episode (default 500).")
 @click.option("--act-timeout", type=float, default=None, help="Seconds a policy gets per /act (default 0.5).")
