@@ -81,7 +81,7 @@ import orjson
 from gymnasium import spaces
 
 from kinitro_dagster.miners.policy_client import dump_observation as _act_bytes  # the evaluator's encoder
-from kinitro_dagster.protocol import OBSERVATION_KEYS, PolicyAction, PolicyError, parse_action
+from kinitro_dagster.protocol import OBSERVATION_KEYS, PolicyAction, PolicyError, encode_image, parse_action
 from kinitro_dagster.sim.base import EnvConfig, make_env
 from kinitro_dagster.sim.registry import ENV_IDS, env_family, validate_env_id
 
@@ -124,13 +124,6 @@ def decode_image(image: Mapping[str, Any]) -> np.ndarray:
     """A wire image `{"data": base64, "shape", "dtype"}` -> its (writable) array."""
     raw = bytearray(base64.b64decode(image["data"], validate=True))
     return np.frombuffer(raw, dtype=np.dtype(image["dtype"])).reshape(image["shape"])
-
-
-def encode_image(array: np.ndarray) -> dict:
-    """An image array -> its wire form (the evaluator's encoding)."""
-    array = np.ascontiguousarray(array)
-    return {"data": base64.b64encode(array.tobytes()).decode("ascii"), "shape": list(array.shape),
-            "dtype": array.dtype.name}  # fmt: skip
 
 
 def decode_observation(wire: Mapping[str, Any]) -> dict:
