@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from kinitro_dagster.defs.audit import audit_export
 from kinitro_dagster.defs.commitments import miner_commitments
 from kinitro_dagster.defs.episodes import episode_results
 from kinitro_dagster.defs.jobs import evaluate_env_job, open_cycle_job, score_cycle_job
@@ -16,7 +17,7 @@ from kinitro_dagster.defs.weights import weights
 def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:
     """The code location; tests and tools pass their own resources, the default reads KINITRO_*."""
     return dg.Definitions(
-        assets=[miner_commitments, episode_results, pareto_scores, weights],
+        assets=[miner_commitments, episode_results, pareto_scores, weights, audit_export],
         jobs=[open_cycle_job, evaluate_env_job, score_cycle_job],
         sensors=[cycle_sensor, cycle_automation],
         resources=resources if resources is not None else build_resources(),

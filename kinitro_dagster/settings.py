@@ -125,6 +125,11 @@ class SchedulerSettings(BaseSettings):
     log_level: LogLevel = "INFO"
     json_logs: bool = False
     seed_secret: str = Field(default=DEMO_SEED_SECRET, validation_alias="KINITRO_SEED_SECRET")
+    # The hotkey that signs each published weights row (a bittensor wallet's: <path>/<name>/hotkeys/
+    # <hotkey>). No name: a throwaway hotkey under <state dir>/wallets, which proves nothing.
+    wallet_name: OptionalText = None
+    wallet_hotkey: str = "default"
+    wallet_path: str = "~/.bittensor/wallets"
     task_stale_threshold_seconds: OptionalText = _refused(STALE_THRESHOLD_REFUSAL)
 
     @property

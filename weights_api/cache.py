@@ -22,6 +22,7 @@ from functools import cached_property
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kinitro_dagster.audit.attestation import attested_fields
 from kinitro_dagster.warehouse import Warehouse
 from kinitro_dagster.warehouse.records import WeightsRecord
 from weights_api.models import WeightsMetadata, WeightsResponse, WeightsU16
@@ -68,6 +69,7 @@ def weights_response(record: WeightsRecord) -> WeightsResponse:
             n_environments=record.n_envs,
             evaluation_duration_seconds=record.duration_seconds,
         ),
+        **attested_fields(record.attestation),
     )
 
 

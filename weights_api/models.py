@@ -57,6 +57,20 @@ class WeightsResponse(BaseModel):
     created_at: datetime
     timestamp: datetime = Field(description="Same as `created_at` (Kinitro validators read this name).")
     metadata: WeightsMetadata
+    digest: str | None = Field(
+        description="sha256 (hex) of the cycle's inputs: the hash of `digest_parts`. Null for weights "
+        "published before they were signed."
+    )
+    digest_parts: dict[str, str] | None = Field(
+        description='sha256 (hex) per input part: "cycle", "configuration", "scoring", "commitments", '
+        '"episodes/<env_id>"; recomputable from the cycle\'s audit export (/v1/audit/{cycle_id}).'
+    )
+    signature: str | None = Field(
+        description="sr25519 signature (hex) by `signer` over the cycle id, block, digest and weights "
+        "(`kinitro verify` checks it)."
+    )
+    signer: str | None = Field(description="SS58 address of the backend hotkey that signed.")
+    public_key: str | None = Field(description="The signer's public key (hex).")
 
 
 class ScoresResponse(BaseModel):

@@ -8,13 +8,14 @@ run inside the commands: `kinitro --help` stays fast.
     db         db create / init / status / reset: the warehouse database
     env        env list / test / build: simulated environments and their images
     runtimes   runtimes list / prune: the miner runtimes this host keeps
+    audit      verify: a validator's check of published weights against the cycle's audit export
 """
 
 from __future__ import annotations
 
 import click
 
-from kinitro_dagster.cli import db, env, runtimes, services
+from kinitro_dagster.cli import audit, db, env, runtimes, services
 from kinitro_dagster.cli.services import _EXECUTOR_FLAGS as _EXECUTOR_FLAGS  # the service tests read these
 from kinitro_dagster.cli.services import _SCHEDULER_FLAGS as _SCHEDULER_FLAGS
 
@@ -34,6 +35,6 @@ def main() -> None:
 
 for _command in (
     services.demo, services.dev, services.api, services.scheduler, services.executor,
-    db.db, env.env, runtimes.runtimes,
+    db.db, env.env, runtimes.runtimes, audit.verify,
 ):  # fmt: skip
     main.add_command(_command)

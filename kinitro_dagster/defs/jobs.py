@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from kinitro_dagster.defs.audit import audit_export
 from kinitro_dagster.defs.commitments import miner_commitments
 from kinitro_dagster.defs.episodes import episode_results
 from kinitro_dagster.defs.scores import pareto_scores
@@ -20,6 +21,6 @@ evaluate_env_job = dg.define_asset_job(
     description="Play one env's episodes for every miner of a cycle.",
 )
 score_cycle_job = dg.define_asset_job(
-    "score_cycle", selection=[pareto_scores, weights],
-    description="Score the cycle and publish its weights.",
+    "score_cycle", selection=[pareto_scores, weights, audit_export],
+    description="Score the cycle, publish its signed weights and write its audit export.",
 )

@@ -16,6 +16,7 @@ from typing import Any
 
 import dagster as dg
 
+from kinitro_dagster.audit.signing import SigningKey, demo_hotkey, wallet_hotkey
 from kinitro_dagster.logs import configure_service_logging
 from kinitro_dagster.miners.chain import ChainReader, FileChain
 from kinitro_dagster.miners.cycle_deployments import RetireReport, retire_scope
@@ -82,6 +83,22 @@ class HubResource(dg.ConfigurableResource):
 
     def fetch(self, repo: str, revision: str) -> Snapshot:
         return fetch_snapshot(repo, revision, cache_dir=Path(self.cache_dir), token=self.token or None)
+
+
+class SigningResource(dg.ConfigurableResource):
+    """The hotkey that signs published weights: a bittensor wallet's, or the demo's throwaway one."""
+
+    wallet_name: str | None = None  # None: a throwaway hotkey under <state dir>/wallets
+    wallet_hotkey: str = "default"
+    wallet_path: str = "~/.bittensor/wallets"
+
+    def key(self) -> SigningKey:
+        if self.wallet_name:
+            return wallet_hotkey(self.wallet_name, self.wallet_hotkey, self.wallet_path)
+        key = demo_hotkey(state_dir() / "wallets")
+        log.warning("signing weights with a throwaway demo hotkey (%s): validators cannot trust it; name a "
+                    "wallet with KINITRO_SCHEDULER_WALLET_NAME", key.ss58_address)
+        return key
 
 
 class CycleConfig(dg.ConfigurableResource):
@@ -262,4 +279,6 @@ def build_resources(
             pareto_temperature=scheduler.pareto_temperature, cycle_timeout_seconds=scheduler.cycle_timeout_seconds,
         ),
         "evaluator": Evaluator.from_settings(executor),
+        "signing": SigningResource(wallet_name=scheduler.wallet_name, wallet_hotkey=scheduler.wallet_hotkey,
+                                   wallet_path=scheduler.wallet_path),
     }

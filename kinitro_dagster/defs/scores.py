@@ -8,8 +8,7 @@ from kinitro_dagster.defs.episodes import episode_results
 from kinitro_dagster.defs.markdown import md_table
 from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS, by_cycle, cycles
 from kinitro_dagster.defs.resources import CycleConfig, Evaluator, WarehouseResource, recorded_configuration
-from kinitro_dagster.scoring import score_cycle
-from kinitro_dagster.scoring.inputs import build_score_inputs
+from kinitro_dagster.scoring.inputs import ScoringParameters, score_records
 from kinitro_dagster.warehouse.records import CommitmentStatus, ParetoScoreRecord
 
 FINITE_CHECK = "scores_are_finite"
@@ -37,9 +36,8 @@ def pareto_scores(
     config = recorded_configuration(record, ENABLED_ENV_IDS, cycle_config, evaluator)
     env_ids = list(config.env_ids)
     miners = [c for c in store.commitments(cycle) if c.status is CommitmentStatus.OK]
-    inputs = build_score_inputs(miners, store.episodes_by_env(cycle), env_ids, config.episodes_per_env)
-    scores = score_cycle(inputs.success, inputs.uids, inputs.priority, inputs.live,
-                         config.episodes_per_env, temperature=config.pareto_temperature)
+    inputs, scores = score_records(miners, store.episodes_by_env(cycle), env_ids, config.episodes_per_env,
+                                   ScoringParameters.for_cycle(config))
     weights = scores.weights  # all zero when nobody is live (scores.has_weights is False)
     pareto = [
         ParetoScoreRecord(uid=int(uid), on_frontier=bool(scores.frontier[i]), points=float(scores.points[i]),

@@ -1,15 +1,24 @@
-"""weights[cycle]: the weights validators fetch, as floats and as bittensor's u16 pair."""
+"""weights[cycle]: the weights validators fetch, as floats and as bittensor's u16 pair, signed with
+the digest of everything they were computed from."""
 
 import math
 from datetime import UTC, datetime
 
 import dagster as dg
 
+from kinitro_dagster.audit.attestation import attest, scoring_record
 from kinitro_dagster.defs.markdown import md_table
 from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS, cycles
-from kinitro_dagster.defs.resources import WarehouseResource
+from kinitro_dagster.defs.resources import (
+    CycleConfig,
+    Evaluator,
+    SigningResource,
+    WarehouseResource,
+    recorded_configuration,
+)
 from kinitro_dagster.defs.scores import pareto_scores
 from kinitro_dagster.scoring import weights_to_u16
+from kinitro_dagster.scoring.inputs import ScoringParameters
 from kinitro_dagster.warehouse.records import CycleStatus, WeightsRecord
 
 DISTRIBUTION_CHECK = "weights_form_distribution"
@@ -24,9 +33,14 @@ SUM_TOLERANCE = 1e-9
                                    description="Weights are finite, ≥ 0 and sum to 1 within 1e-9.")],
     group_name="scoring",
     kinds={"sql"},
-    description="Published weights of the cycle: the table the weights API serves to validators.",
+    description="Published weights of the cycle: the table the weights API serves to validators. Each row "
+                "carries the digest of the cycle's inputs and the backend hotkey's signature (metadata: digest, "
+                "signer); `kinitro verify` checks them.",
 )
-def weights(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def weights(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, signing: SigningResource,
+    cycle_config: CycleConfig, evaluator: Evaluator,
+) -> dg.MaterializeResult:
     cycle = context.partition_key
     store = warehouse.store()
     record = store.get_cycle(cycle)
@@ -45,11 +59,16 @@ def weights(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> 
                                                metadata={"note": "nothing published"})],
         )
     u16_uids, u16_values = weights_to_u16(list(by_uid), list(by_uid.values()))
+    config = recorded_configuration(record, ENABLED_ENV_IDS, cycle_config, evaluator)
+    key = signing.key()
+    attestation = attest(record, store.commitments(cycle), store.episodes_by_env(cycle),
+                         scoring_record(ScoringParameters.for_cycle(config)), by_uid,
+                         dict(zip(u16_uids, u16_values, strict=True)), key)
     store.write_weights(WeightsRecord(
         cycle_key=cycle, block=record.block, weights=by_uid, u16_uids=list(u16_uids), u16_values=list(u16_values),
         created_at=now, n_miners=len(scores),  # miners evaluated
-        n_envs=len(record.config.env_ids) if record.config else len(ENABLED_ENV_IDS),
-        duration_seconds=(now - record.opened_at).total_seconds(),
+        n_envs=len(config.env_ids), duration_seconds=(now - record.opened_at).total_seconds(),
+        attestation=attestation,
     ))
     store.complete_cycle(cycle, CycleStatus.COMPLETED, now, n_miners)
 
@@ -62,6 +81,8 @@ def weights(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> 
             "published": True,
             "block": record.block,
             "miners with weight": sum(w > 0 for w in values),
+            "digest": attestation.digest,
+            "signer": f"{key.ss58_address} (throwaway demo key)" if key.throwaway else key.ss58_address,
             "weights": dg.MetadataValue.md(md_table(
                 ["uid", "weight", "u16"],
                 [(uid, w, dict(zip(u16_uids, u16_values, strict=True)).get(uid, 0))

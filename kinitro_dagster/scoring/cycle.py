@@ -9,7 +9,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from kinitro_dagster.scoring.frontier import frontier_from_gaps
 from kinitro_dagster.scoring.subsets import points_from_winners, rank_order, subset_winners
-from kinitro_dagster.scoring.thresholds import threshold_gaps, thresholds_from_gaps
+from kinitro_dagster.scoring.thresholds import (
+    MAX_GAP,
+    MIN_GAP,
+    THRESHOLD_Z,
+    threshold_gaps,
+    thresholds_from_gaps,
+)
 from kinitro_dagster.scoring.validation import check_cycle_inputs, check_temperature
 from kinitro_dagster.scoring.weights import cycle_weights
 
@@ -52,9 +58,9 @@ def score_cycle(
     n_episodes: int,
     *,
     temperature: float = 1.0,
-    z: float = 1.5,
-    min_gap: float = 0.02,
-    max_gap: float = 0.10,
+    z: float = THRESHOLD_Z,
+    min_gap: float = MIN_GAP,
+    max_gap: float = MAX_GAP,
 ) -> CycleScores:
     """Score one cycle by DESIGN §8.
 

@@ -9,11 +9,13 @@ do not count).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from kinitro_dagster.warehouse.records import CommitmentRecord, EpisodeRecord, MinerScoreRecord
+from kinitro_dagster.scoring.cycle import CycleScores, score_cycle
+from kinitro_dagster.scoring.thresholds import MAX_GAP, MIN_GAP, THRESHOLD_Z
+from kinitro_dagster.warehouse.records import CommitmentRecord, CycleConfiguration, EpisodeRecord, MinerScoreRecord
 
 
 @dataclass(frozen=True)
@@ -55,3 +57,37 @@ def build_score_inputs(
     priority = np.array([m.first_seen_block if m.first_seen_block is not None else m.commit_block for m in miners])
     return ScoreInputs(uids=np.array(uids, dtype=np.int64), priority=priority.astype(np.int64), success=success,
                        live=live, env_ids=list(env_ids), miner_scores=miner_scores)
+
+
+@dataclass(frozen=True)
+class ScoringParameters:
+    """Everything besides the episodes that decides a cycle's weights."""
+
+    temperature: float
+    z: float = THRESHOLD_Z
+    min_gap: float = MIN_GAP
+    max_gap: float = MAX_GAP
+
+    @classmethod
+    def for_cycle(cls, config: CycleConfiguration) -> ScoringParameters:
+        """The parameters a cycle with this recorded configuration is scored with."""
+        return cls(temperature=config.pareto_temperature)
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def score_records(
+    miners: Sequence[CommitmentRecord],
+    episodes_by_env: Mapping[str, Sequence[EpisodeRecord]],
+    env_ids: Sequence[str],
+    n_episodes: int,
+    parameters: ScoringParameters,
+) -> tuple[ScoreInputs, CycleScores]:
+    """A cycle's scores from its records: what `pareto_scores` publishes and `kinitro verify` recomputes.
+    `miners` are the cycle's OK commitments."""
+    inputs = build_score_inputs(miners, episodes_by_env, env_ids, n_episodes)
+    scores = score_cycle(inputs.success, inputs.uids, inputs.priority, inputs.live, n_episodes,
+                         temperature=parameters.temperature, z=parameters.z,
+                         min_gap=parameters.min_gap, max_gap=parameters.max_gap)
+    return inputs, scores

@@ -14,6 +14,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+# The rule's parameters as published (DESIGN §8); `score_cycle` defaults to them, and each signed
+# weights row records the values it was scored with.
+THRESHOLD_Z = 1.5
+MIN_GAP = 0.02
+MAX_GAP = 0.10
+
 
 def threshold_gaps(
     success: NDArray[np.float64], n_episodes: int, z: float, min_gap: float, max_gap: float

@@ -131,6 +131,27 @@ class ParetoScoreRecord:
 
 
 @dataclass(frozen=True)
+class Attestation:
+    """What proves a weights row: the digest of everything it was computed from, and the backend
+    hotkey's signature over the digest and the weights (`kinitro_dagster.audit`)."""
+
+    digest: str  # sha256 hex over `parts`
+    parts: dict[str, str]  # "cycle", "configuration", "scoring", "commitments", "episodes/<env>" -> sha256 hex
+    scoring: dict[str, object]  # the scoring parameters and the code version that scored
+    signer: str  # SS58 address of the signing hotkey
+    public_key: str  # hex
+    signature: str  # hex, sr25519 over `audit.signed_message(...)`
+    version: int = 1
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Attestation:
+        return cls(**data)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class WeightsRecord:
     cycle_key: str
     block: int
@@ -141,3 +162,4 @@ class WeightsRecord:
     n_miners: int
     n_envs: int
     duration_seconds: float
+    attestation: Attestation | None = None  # None: published before weights were signed (revision 0004)

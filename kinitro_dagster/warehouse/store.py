@@ -32,6 +32,7 @@ from kinitro_dagster.warehouse import schema
 from kinitro_dagster.warehouse import tables as t
 from kinitro_dagster.warehouse.errors import first_error_line
 from kinitro_dagster.warehouse.records import (
+    Attestation,
     CommitmentRecord,
     CommitmentStatus,
     CycleConfiguration,
@@ -359,6 +360,7 @@ def _weights(row: sa.Row) -> WeightsRecord:
         n_miners=row.n_miners,
         n_envs=row.n_envs,
         duration_seconds=row.duration_seconds,
+        attestation=Attestation.from_json(row.attestation) if row.attestation else None,
     )
 
 
@@ -775,6 +777,7 @@ class Warehouse:
             "n_miners": record.n_miners,
             "n_envs": record.n_envs,
             "duration_seconds": float(record.duration_seconds),
+            "attestation": record.attestation.to_json() if record.attestation else None,
         }
         with self._write() as conn:
             self._lock(conn, "weights")  # one writer at a time: the block uniqueness check reads others' rows

@@ -162,6 +162,8 @@ weights = sa.Table(
     sa.Column("n_miners", sa.Integer, nullable=False),
     sa.Column("n_envs", sa.Integer, nullable=False),
     sa.Column("duration_seconds", sa.Float, nullable=False),
+    # Attestation.to_json(): digest, parts, scoring parameters, signer and signature.
+    sa.Column("attestation", sa.JSON(none_as_null=True), nullable=True),
 )
 
 # One row: the latest chain head the cycle sensor saw, so `/v1/status` can report the real

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from weights_api.routes import environments, health, metrics, miners, scores, status, weights
+from weights_api.routes import audit, environments, health, metrics, miners, scores, status, weights
 
 ROUTERS = (
     health.router,
@@ -11,5 +11,6 @@ ROUTERS = (
     scores.router,
     miners.router,
     environments.router,
+    audit.router,
     metrics.router,
 )

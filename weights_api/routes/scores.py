@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException
 
 from kinitro_dagster.warehouse import Warehouse
 from kinitro_dagster.warehouse.records import CycleRecord, CycleStatus
 from weights_api.dependencies import WarehouseDep
 from weights_api.models import ScoresResponse
-from weights_api.routes.common import EXAMPLE_BLOCK, MAX_BLOCK, NOT_FOUND, UNAVAILABLE
-
-CycleIdParam = Annotated[
-    str,
-    Path(
-        pattern=r"^[0-9]{1,19}$",
-        description="Cycle key (zero-padded block, e.g. 0000012300) or the block.",
-        examples=[f"{EXAMPLE_BLOCK:010d}", str(EXAMPLE_BLOCK)],
-    ),
-]
+from weights_api.routes.common import NOT_FOUND, UNAVAILABLE, CycleIdParam, cycle_by_id
 
 router = APIRouter(prefix="/v1/scores", tags=["Scores"])
 
@@ -36,12 +25,7 @@ def latest_scores(store: WarehouseDep) -> ScoresResponse:
 @router.get("/{cycle_id}", response_model=ScoresResponse, responses=NOT_FOUND | UNAVAILABLE)
 def cycle_scores(cycle_id: CycleIdParam, store: WarehouseDep) -> ScoresResponse:
     """Scores of one cycle, by its key (0000012300) or its block (12300)."""
-    cycle = store.get_cycle(cycle_id)
-    if cycle is None and int(cycle_id) <= MAX_BLOCK:  # 19 digits can exceed a BIGINT: no such block
-        cycle = store.cycle_at_block(int(cycle_id))
-    if cycle is None:
-        raise HTTPException(404, f"no evaluation cycle {cycle_id}; recent ones are listed by /v1/status")
-    return scores_for(store, cycle)
+    return scores_for(store, cycle_by_id(store, cycle_id))
 
 
 def scores_for(store: Warehouse, cycle: CycleRecord) -> ScoresResponse:

@@ -1,0 +1,90 @@
+"""A real cycle, verified as a validator does: `kinitro verify` over HTTP against the weights API."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+import uvicorn
+from click.testing import CliRunner
+
+from kinitro_dagster.audit.signing import demo_hotkey
+from kinitro_dagster.cli import main
+from kinitro_dagster.definitions import build_definitions
+from kinitro_dagster.defs.audit import VERIFIES_CHECK, audit_dir
+from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS
+from kinitro_dagster.demo import open_cycle, run_cycle
+from kinitro_dagster.settings import ApiSettings, state_dir
+from kinitro_dagster.warehouse import Warehouse
+from weights_api.app import create_app
+
+
+@contextmanager
+def serving_api(database_url: str) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(ApiSettings(database_url=database_url)), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _verify(url: str, signer: str, *args: str):
+    return CliRunner().invoke(main, ["verify", "--api-url", url, "--signer", signer, *args])
+
+
+def test_a_cycle_verifies_over_http_and_a_row_changed_afterwards_is_named(demo_state):
+    database_url = demo_state["warehouse"].database_url
+    defs = build_definitions(demo_state)
+    with dg.instance_for_test() as instance:
+        cycle = open_cycle(instance, demo_state)
+        run_cycle(defs, instance, cycle)
+        checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("audit_export"), VERIFIES_CHECK)])
+        evaluation = next(iter(checks.values())).event.dagster_event.event_specific_data
+        assert evaluation.passed, evaluation.metadata
+
+    # The asset's files are what an analyst loads in one line.
+    episodes = pd.read_parquet(audit_dir(cycle) / "episodes.parquet")
+    assert set(episodes["env_id"]) == set(ENABLED_ENV_IDS) and len(episodes) == 3 * 2 * len(ENABLED_ENV_IDS)
+    signer = demo_hotkey(state_dir() / "wallets").ss58_address
+
+    with serving_api(database_url) as url:
+        verified = _verify(url, signer)
+        assert verified.exit_code == 0, verified.output
+        assert "verified:" in verified.output and f"cycle {cycle}" in verified.output
+        by_block = _verify(url, signer, "--block", str(int(cycle)), "--export", str(audit_dir(cycle)))
+        assert by_block.exit_code == 0, by_block.output
+
+        # The expert's first reach episode, rewritten in the warehouse after publication.
+        env = ENABLED_ENV_IDS[0]
+        store = Warehouse(database_url)
+        with store.engine.begin() as conn:
+            changed = conn.execute(sa.text(
+                "UPDATE episodes SET success = NOT success WHERE cycle_key = :c AND env_id = :e AND uid = 0 "
+                "AND episode = 0"), {"c": cycle, "e": env}).rowcount
+        store.dispose()
+        assert changed == 1
+        tampered = _verify(url, signer)
+        assert tampered.exit_code == 1
+        assert f"FAIL episodes/{env}" in tampered.output and "verification failed" in tampered.output
+        assert f"ok   episodes/{ENABLED_ENV_IDS[1]}" in tampered.output  # the other env is untouched
+
+        stranger = _verify(url, demo_hotkey(Path(state_dir()) / "elsewhere").ss58_address)
+        assert stranger.exit_code == 1 and "FAIL signer" in stranger.output and "FAIL signature" in stranger.output
