@@ -13,7 +13,8 @@ from kinitro_dagster.settings import ApiSettings
 from weights_api.app import create_app
 
 EXPERT, NOISY, RANDOM, COPYCAT, TYPO = 0, 1, 2, 3, 4
-JOB_FOR_ASSET = {"episode_results": "evaluate_env", "pareto_scores": "score_cycle", "weights": "score_cycle"}
+JOB_FOR_ASSET = {"episode_results": "evaluate_env", "pareto_scores": "score_cycle", "weights": "score_cycle",
+                 "audit_export": "score_cycle"}
 
 
 def _run(defs: dg.Definitions, instance: dg.DagsterInstance, asset: str, partition: str) -> None:
@@ -57,7 +58,7 @@ def test_sensor_opens_a_cycle_that_runs_to_weights_served_by_the_api(demo_state,
 
         episode_partitions = {str(episode_key(cycle, env)) for env in ENABLED_ENV_IDS}
         assert {p for a, p in launched if a == "episode_results"} == episode_partitions
-        assert [a for a, _ in launched][-2:] == ["pareto_scores", "weights"]
+        assert [a for a, _ in launched][-3:] == ["pareto_scores", "weights", "audit_export"]
 
         store = WarehouseResource(database_url=demo_state["warehouse"].database_url).store()
         statuses = {c.uid: c.status.value for c in store.commitments(cycle)}

@@ -21,7 +21,8 @@ from kinitro_dagster.warehouse.records import CommitmentStatus, CycleStatus
 from weights_api.app import create_app
 
 REACH, PUSH = "metaworld/reach-v3", "metaworld/push-v3"
-WEIGHTS_FIELDS = {"cycle_id", "block", "block_number", "weights", "weights_u16", "created_at", "timestamp", "metadata"}
+WEIGHTS_FIELDS = {"cycle_id", "block", "block_number", "weights", "weights_u16", "created_at", "timestamp", "metadata",
+                  "digest", "digest_parts", "signature", "signer", "public_key"}
 
 
 def _fill(warehouse: Warehouse) -> None:
@@ -128,6 +129,7 @@ def test_latest_weights_carry_guide_and_validator_fields(warehouse: Warehouse, c
     assert body["weights_u16"] == {"uids": [0, 1, 5], "values": [16384, 27306, 65535]}
     assert body["created_at"] == body["timestamp"] == "2025-01-15T10:31:40Z"
     assert body["metadata"] == {"n_miners_evaluated": 3, "n_environments": 2, "evaluation_duration_seconds": 1800.0}
+    assert all(body[k] is None for k in ("digest", "digest_parts", "signature", "signer", "public_key"))  # unsigned
     assert response.headers["content-type"] == "application/json"
 
 
@@ -338,6 +340,8 @@ def test_openapi_documents_every_endpoint_and_the_weights_model(client: TestClie
         "/v1/scores/{cycle_id}",
         "/v1/miners",
         "/v1/environments",
+        "/v1/audit/{cycle_id}",
+        "/v1/audit/{cycle_id}/{table}.parquet",
         "/metrics",
     }
     assert all(set(ops) == {"get"} for ops in schema["paths"].values())
