@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from dagster import DagsterInstance, Definitions
 
+    from kinitro_dagster.warehouse.records import WeightsRecord
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -181,4 +183,20 @@ def leaderboard(database_url: str, cycle: str) -> str:
     rows.sort(key=lambda row: -float(row[-2]))
     header = ["uid", "policy", *(e.split("/")[-1] for e in env_ids), "points", "weight", "status"]
     block = published.block if published else "-"
-    return f"cycle {cycle} (block {block})\n\n" + md_table(header, rows)
+    return f"cycle {cycle} (block {block})\n\n" + md_table(header, rows) + _provenance(published)
+
+
+def _provenance(published: WeightsRecord | None) -> str:
+    """Who signed the weights, where the audit export is, and how a validator checks both."""
+    if published is None or published.attestation is None:
+        return ""
+    from kinitro_dagster.defs.audit import audit_dir
+    from kinitro_dagster.settings import SchedulerSettings
+
+    signer = published.attestation.signer
+    whose = ("" if SchedulerSettings().wallet_name else " (a throwaway demo hotkey under the state dir's wallets/: "
+             "it proves nothing; production names a wallet, KINITRO_SCHEDULER_WALLET_NAME)")
+    return (f"\n\nweights digest {published.attestation.digest[:16]}…, signed by {signer}{whose}\n"
+            f"audit export: {audit_dir(published.cycle_key)}/*.parquet\n"
+            f"check it as a validator would (with `make dev` running): "
+            f".venv/bin/kinitro verify --signer {signer}")

@@ -30,8 +30,11 @@ ALLOWED = {
                                "kinitro_dagster.warehouse.records"),
     "kinitro_dagster.sim": ("kinitro_dagster.protocol", "kinitro_dagster.settings", "kinitro_dagster.miners",
                             "kinitro_dagster.warehouse.records"),
+    "kinitro_dagster.audit": ("kinitro_dagster.scoring", "kinitro_dagster.warehouse.records",
+                              "kinitro_dagster.version"),
 }  # fmt: skip
-PURE_CORE = ("kinitro_dagster.protocol", "kinitro_dagster.scoring", "kinitro_dagster.sim", "kinitro_dagster.miners")
+PURE_CORE = ("kinitro_dagster.protocol", "kinitro_dagster.scoring", "kinitro_dagster.sim", "kinitro_dagster.miners",
+             "kinitro_dagster.audit")
 
 
 def module_name(path: Path) -> str:
