@@ -8,6 +8,7 @@ from kinitro_dagster.defs.audit import audit_export
 from kinitro_dagster.defs.commitments import miner_commitments
 from kinitro_dagster.defs.episodes import episode_results
 from kinitro_dagster.defs.jobs import evaluate_env_job, open_cycle_job, score_cycle_job
+from kinitro_dagster.defs.replay import replay_episode
 from kinitro_dagster.defs.resources import build_resources
 from kinitro_dagster.defs.scores import pareto_scores
 from kinitro_dagster.defs.sensors import cycle_automation, cycle_sensor
@@ -18,7 +19,7 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = Non
     """The code location; tests and tools pass their own resources, the default reads KINITRO_*."""
     return dg.Definitions(
         assets=[miner_commitments, episode_results, pareto_scores, weights, audit_export],
-        jobs=[open_cycle_job, evaluate_env_job, score_cycle_job],
+        jobs=[open_cycle_job, evaluate_env_job, score_cycle_job, replay_episode],
         sensors=[cycle_sensor, cycle_automation],
         resources=resources if resources is not None else build_resources(),
     )

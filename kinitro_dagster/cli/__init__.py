@@ -8,7 +8,7 @@ run inside the commands: `kinitro --help` stays fast.
     db         db create / init / status / reset: the warehouse database
     env        env list / test / build: simulated environments and their images
     runtimes   runtimes list / prune: the miner runtimes this host keeps
-    audit      verify: a validator's check of published weights against the cycle's audit export
+    audit      verify, replay: a validator's check of published weights; one recorded episode played again
 """
 
 from __future__ import annotations
@@ -35,6 +35,6 @@ def main() -> None:
 
 for _command in (
     services.demo, services.dev, services.api, services.scheduler, services.executor,
-    db.db, env.env, runtimes.runtimes, audit.verify,
+    db.db, env.env, runtimes.runtimes, audit.verify, audit.replay,
 ):  # fmt: skip
     main.add_command(_command)

@@ -89,3 +89,68 @@ def _audit_from_zip(data: bytes, source: str) -> CycleAudit:
         raise click.ClickException(f"{source} is not a ZIP of the audit export: {error}") from error
     except AuditExportError as error:
         raise click.ClickException(str(error)) from error
+
+
+@click.command("replay")
+@click.argument("cycle")
+@click.argument("env_id")
+@click.argument("uid", type=click.IntRange(min=0))
+@click.argument("episode", type=click.IntRange(min=0))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the frames, GIF and thumbnail go "
+                   "[default: <state dir>/replays/<cycle>/<env>/<uid>/<episode>].")
+@click.option("--database-url", default=None, help="Warehouse URL (default: the scheduler's KINITRO_* setting).")
+def replay(cycle: str, env_id: str, uid: int, episode: int, out_dir: Path | None, database_url: str | None) -> None:
+    """Re-run EPISODE of UID on ENV_ID in CYCLE from its recorded seed, with the cycle's settings, against
+    the same policy snapshot (from the hub cache); write its frames (PNG), a GIF and a thumbnail, and
+    compare the outcome with the recorded one. Exits 1 when they differ.
+
+    The policy runs as a local subprocess (not sandboxed), in the runtime its requirements declare."""
+    from kinitro_dagster.cli.common import operator_errors, policy_python
+    from kinitro_dagster.miners.deployments import DeploymentError
+    from kinitro_dagster.miners.hub import SnapshotFetchError, cached_snapshot, fetch_snapshot
+    from kinitro_dagster.settings import ExecutorSettings, SchedulerSettings, state_dir
+    from kinitro_dagster.sim.registry import validate_env_id
+    from kinitro_dagster.sim.replay import ReplayError, find_recorded, replay_dir, replay_episode
+    from kinitro_dagster.warehouse import Warehouse
+
+    executor = ExecutorSettings()
+    with operator_errors():
+        store = Warehouse(database_url or SchedulerSettings().database_url)
+        try:
+            env_id = validate_env_id(env_id)
+            cycle = cycle.zfill(10) if cycle.isdigit() else cycle
+            recorded = find_recorded(store, cycle, env_id, uid, episode)
+        except (ValueError, ReplayError) as error:
+            raise click.ClickException(str(error)) from error
+        finally:
+            store.dispose()
+    commitment = recorded.commitment
+    hub = state_dir() / "hub"
+    try:
+        snapshot = cached_snapshot(commitment.repo, commitment.revision, cache_dir=hub) or fetch_snapshot(
+            commitment.repo, commitment.revision, cache_dir=hub, token=executor.miner_hf_token or None)
+    except SnapshotFetchError as error:
+        raise click.ClickException(f"cannot fetch the policy snapshot: {error}") from error
+    if commitment.content_hash and snapshot.content_hash != commitment.content_hash:
+        raise click.ClickException(f"{commitment.repo}@{commitment.revision} now hashes {snapshot.content_hash}, not "
+                                   f"the {commitment.content_hash} the cycle evaluated: not the same policy snapshot")
+    out_dir = out_dir or replay_dir(cycle, env_id, uid, episode)
+    click.echo(f"replaying cycle {cycle} {env_id} uid {uid} episode {episode} (seed {recorded.episode.seed}) "
+               f"against {commitment.repo}@{commitment.revision[:12]}")
+    try:
+        result = replay_episode(env_id, recorded.configuration, recorded.episode, snapshot.path, out_dir,
+                                python=policy_python(snapshot.path, executor, executor.miner_runtimes),
+                                warmup_timeout=executor.miner_deployment_warmup_timeout)
+    except (DeploymentError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    r, p = result.recorded, result.replayed
+    click.echo(f"recorded: {'success' if r.success else 'failure'}, {r.steps} steps, reward {r.total_reward!r}"
+               + (f", {r.error_kind}" if r.error_kind else ""))
+    click.echo(f"replayed: {'success' if p.success else 'failure'}, {p.steps} steps, reward {p.total_reward!r}"
+               + (f", {p.error_kind}" if p.error_kind else ""))
+    click.echo(f"frames: {len(result.frames)} PNG under {out_dir / 'frames'}; animation {result.animation}; "
+               f"thumbnail {result.thumbnail}")
+    if not result.reproduced:
+        raise click.ClickException("the replay differs from the record: " + "; ".join(result.mismatches))
+    click.echo("reproduced: the replay's outcome equals the recorded one")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import click
+
+from kinitro_dagster.cli.common import policy_python
 
 # --- env: simulated environments (owner: sim / demo miners) -------------------------------------
 
@@ -128,7 +129,7 @@ def env_test(
         sim = FrameSavingEnv(sim, save_images)
     click.echo(f"{env_id}: {episodes} episode(s) of {policy_dir} (images {'on' if use_images else 'off'}, "
                f"privileged state {'on' if config.privileged_state else 'off'}, {config.max_steps} steps)")  # fmt: skip
-    python = _policy_python(policy_dir, settings, settings.miner_runtimes if own_runtime is None else own_runtime)
+    python = policy_python(policy_dir, settings, settings.miner_runtimes if own_runtime is None else own_runtime)
     failures = 0
     try:
         with LocalDeployment(policy_dir, python=python,
@@ -157,31 +158,6 @@ def env_test(
         click.echo(f"frames written under {save_images}/episode_NNN/<camera>_<step>.png")
     if failures:
         raise SystemExit(1)
-
-
-def _policy_python(policy_dir: Path, settings, own_runtime: bool) -> str:
-    """The interpreter that serves the policy: its runtime's (built or reused, as local eval mode
-    does), or this venv's when it declares nothing more, or with --no-runtime."""
-    from kinitro_dagster.miners.runtimes import RuntimeBuildError, RuntimeSettings, ensure_venv_runtime
-    from kinitro_dagster.settings import state_dir
-
-    if not own_runtime:
-        return sys.executable
-    runtime_settings = RuntimeSettings(
-        root=state_dir() / "runtimes", index_url=settings.miner_runtime_index_url,
-        extra_index_url=settings.miner_runtime_extra_index_url, max_size=settings.miner_runtime_max_size,
-        build_timeout_s=settings.miner_runtime_build_timeout,
-    )
-    try:
-        runtime = ensure_venv_runtime(policy_dir, runtime_settings)
-    except RuntimeBuildError as exc:
-        raise click.ClickException(f"the policy's runtime cannot be built: {exc.reason}") from exc
-    if runtime is None:
-        click.echo("runtime: this venv (the policy declares nothing it lacks)")
-        return sys.executable
-    click.echo(f"runtime: {runtime.location} ({'built' if runtime.built else 'reused'} in {runtime.seconds:.1f} s, "
-               f"{len(runtime.pins)} packages)")  # fmt: skip
-    return runtime.python
 
 
 def _describe_episode(record, first_success: int | None) -> str:

@@ -42,6 +42,15 @@ def fetch_snapshot(repo: str, revision: str, *, cache_dir: Path, token: str | No
     return Snapshot(repo=repo, revision=full_revision, path=snapshot_path, content_hash=content_hash(snapshot_path))
 
 
+def cached_snapshot(repo: str, revision: str, *, cache_dir: Path) -> Snapshot | None:
+    """The snapshot of a full `revision` already in the cache, without asking the hub (a commit never
+    changes: what a cycle fetched is what a replay reads); None when it is not there."""
+    path = _storage_folder(cache_dir, repo) / "snapshots" / revision
+    if len(revision) != FULL_REVISION_LENGTH or not path.is_dir():
+        return None
+    return Snapshot(repo=repo, revision=revision, path=path, content_hash=content_hash(path))
+
+
 def resolve_revision(repo: str, revision: str, *, cache_dir: Path, token: str | None = None) -> str:
     """A short revision becomes the full commit: from the local cache if it is there, else from the hub."""
     if len(revision) == FULL_REVISION_LENGTH:

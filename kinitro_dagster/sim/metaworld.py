@@ -133,6 +133,10 @@ PHYSICS_RANGES = {"friction": (0.8, 1.2), "damping": (0.9, 1.1)}
 _UNUSED_DRAWS = 6  # Kinitro's object and target offsets, drawn first from the same generator
 
 
+WATCH_CAMERA = "corner"
+WATCH_SIZE = 240
+
+
 def physics_factors(seed: int) -> dict[str, float]:
     """The friction and damping factors of the episode with `seed`: the draws Kinitro makes from
     `default_rng(seed)`, in its order. Every miner of a cycle plays each seed with the same ones."""
@@ -167,6 +171,7 @@ class MetaWorldEnv:
         self._ee_site = mujoco.mj_name2id(self._model, mujoco.mjtObj.mjOBJ_SITE, EE_SITE)
         self._camera_ids = {name: self._camera_id(name) for name in self.config.cameras}
         self._renderer: mujoco.Renderer | None = None
+        self._watcher: mujoco.Renderer | None = None  # replays' frames for people (watch_frame)
         if self.config.use_images:
             _use_fast_rendering(self._model, self.config.image_size)
             # One renderer serves every camera: frames are rendered one after another anyway,
@@ -257,6 +262,9 @@ class MetaWorldEnv:
         }
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         self._release()
         self._renderer = None
         self._done = True
@@ -278,6 +286,14 @@ class MetaWorldEnv:
         self._renderer.update_scene(self._data, camera=self._camera_ids[camera])
         # The corner cameras are mounted upside down: turn the frame the right way up.
         return np.ascontiguousarray(self._renderer.render()[::-1, ::-1])
+
+    def watch_frame(self, size: int = WATCH_SIZE) -> np.ndarray:
+        """The scene from the `corner` camera at `size`², for people watching a replay. A renderer of
+        its own draws it: what the policy is sent, cameras or none, stays as the cycle sent it."""
+        if self._watcher is None:
+            self._watcher = mujoco.Renderer(self._model, size, size)
+        self._watcher.update_scene(self._data, camera=self._camera_id(WATCH_CAMERA))
+        return np.ascontiguousarray(self._watcher.render()[::-1, ::-1])
 
     def __enter__(self) -> MetaWorldEnv:
         return self

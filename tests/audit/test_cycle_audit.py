@@ -1,4 +1,5 @@
-"""A real cycle, verified as a validator does: `kinitro verify` over HTTP against the weights API."""
+"""A real cycle, verified as a validator does (`kinitro verify` over HTTP against the weights API), and
+its episodes replayed from the CLI and from the Dagster job."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 import uvicorn
 from click.testing import CliRunner
+from PIL import Image
 
 from kinitro_dagster.audit.signing import demo_hotkey
 from kinitro_dagster.cli import main
@@ -49,12 +52,34 @@ def _verify(url: str, signer: str, *args: str):
     return CliRunner().invoke(main, ["verify", "--api-url", url, "--signer", signer, *args])
 
 
-def test_a_cycle_verifies_over_http_and_a_row_changed_afterwards_is_named(demo_state):
+def _looks_like_a_scene(path: Path) -> None:
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.shape == (240, 240, 3) and pixels.std() > 10  # a rendered scene, not a blank frame
+
+
+def test_a_cycle_verifies_replays_and_a_row_changed_afterwards_is_named(demo_state, tmp_path):
     database_url = demo_state["warehouse"].database_url
     defs = build_definitions(demo_state)
     with dg.instance_for_test() as instance:
         cycle = open_cycle(instance, demo_state)
         run_cycle(defs, instance, cycle)
+
+        # The noisy expert's first push episode, replayed by the Dagster job an analyst launches in the UI.
+        store = Warehouse(database_url)
+        recorded = {(r.uid, r.episode): r for r in store.episodes(cycle, ENABLED_ENV_IDS[1])}
+        store.dispose()
+        run = defs.resolve_job_def("replay_episode").execute_in_process(instance=instance, run_config={"ops": {
+            "replay_recorded_episode": {"config": {"cycle": str(int(cycle)), "env_id": ENABLED_ENV_IDS[1],
+                                                   "uid": 1, "episode": 0}}}})
+        assert run.success
+        output = next(e for e in run.all_events if e.event_type_value == "STEP_OUTPUT")
+        metadata = output.event_specific_data.metadata
+        assert metadata["replayed"].data["steps"] == recorded[(1, 0)].steps
+        assert metadata["replayed"].data["total_reward"] == recorded[(1, 0)].total_reward
+        assert metadata["thumbnail"].md_str.startswith("![thumbnail](data:image/png;base64,")
+        _looks_like_a_scene(Path(metadata["animation"].path).with_name("thumbnail.png"))
+
         checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
             [dg.AssetCheckKey(dg.AssetKey("audit_export"), VERIFIES_CHECK)])
         evaluation = next(iter(checks.values())).event.dagster_event.event_specific_data
@@ -64,6 +89,18 @@ def test_a_cycle_verifies_over_http_and_a_row_changed_afterwards_is_named(demo_s
     episodes = pd.read_parquet(audit_dir(cycle) / "episodes.parquet")
     assert set(episodes["env_id"]) == set(ENABLED_ENV_IDS) and len(episodes) == 3 * 2 * len(ENABLED_ENV_IDS)
     signer = demo_hotkey(state_dir() / "wallets").ss58_address
+
+    # The expert's second reach episode, replayed from the CLI: same outcome, frames to look at.
+    out = tmp_path / "replay"
+    replayed = CliRunner().invoke(main, ["replay", cycle, ENABLED_ENV_IDS[0], "0", "1", "--out", str(out),
+                                         "--database-url", database_url])
+    assert replayed.exit_code == 0, replayed.output
+    assert "reproduced: the replay's outcome equals the recorded one" in replayed.output
+    steps = int(episodes.query("env_id == @ENABLED_ENV_IDS[0] and uid == 0 and episode == 1")["steps"].iloc[0])
+    assert len(list((out / "frames").glob("step_*.png"))) == steps + 1  # the reset's frame, then one a step
+    with Image.open(out / "episode.gif") as gif:
+        assert gif.n_frames == steps + 1
+    _looks_like_a_scene(out / "thumbnail.png")
 
     with serving_api(database_url) as url:
         verified = _verify(url, signer)
