@@ -17,3 +17,10 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def md_image(png: bytes, alt: str) -> str:
+    """A PNG inlined in Markdown metadata (the Dagster UI renders it in place)."""
+    import base64
+
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"

@@ -755,6 +755,21 @@ class Warehouse:
         with self._read() as conn:
             return [(uid, env_id, rate) for uid, env_id, rate in conn.execute(stmt).all()]
 
+    def success_history(self, cycles: int, up_to: str | None = None) -> list[tuple[int, int, str, float]]:
+        """(block, uid, env_id, success_rate) of the last `cycles` scored cycles (up to and including
+        cycle key `up_to`, if given), oldest first: one query, for per-miner history plots."""
+        c, cy = t.miner_scores.c, t.evaluation_cycles.c
+        recent = sa.select(c.cycle_key).distinct()
+        if up_to is not None:
+            recent = recent.where(c.cycle_key <= up_to)
+        recent = recent.order_by(c.cycle_key.desc()).limit(cycles).subquery()
+        stmt = (sa.select(cy.block, c.uid, c.env_id, c.success_rate)
+                .join(t.evaluation_cycles, cy.cycle_key == c.cycle_key)
+                .where(c.cycle_key.in_(sa.select(recent.c.cycle_key)))
+                .order_by(cy.block, c.uid, c.env_id))  # fmt: skip
+        with self._read() as conn:
+            return [(block, uid, env_id, rate) for block, uid, env_id, rate in conn.execute(stmt).all()]
+
     def pareto_scores(self, cycle_key: str) -> list[ParetoScoreRecord]:
         """Sorted by uid."""
         table = t.pareto_scores

@@ -64,6 +64,10 @@ def test_a_cycle_verifies_replays_and_a_row_changed_afterwards_is_named(demo_sta
     with dg.instance_for_test() as instance:
         cycle = open_cycle(instance, demo_state)
         run_cycle(defs, instance, cycle)
+        scored = instance.get_latest_materialization_event(dg.AssetKey("pareto_scores")).asset_materialization
+        for plot in ("pareto front plot", "history plot"):  # what an analyst sees beside the leaderboard
+            assert scored.metadata[plot].md_str.startswith(f"![{plot.split()[0]}](data:image/png;base64,")
+        assert "no episode ended by an error" in scored.metadata["error kinds"].md_str
 
         # The noisy expert's first push episode, replayed by the Dagster job an analyst launches in the UI.
         store = Warehouse(database_url)

@@ -224,6 +224,20 @@ def test_scores_round_trip_and_replace(warehouse: Warehouse) -> None:
     assert warehouse.pareto_scores(cycle_key(100)) == pareto
 
 
+def test_success_history_reaches_back_a_number_of_scored_cycles_oldest_first(warehouse: Warehouse) -> None:
+    for block, uids in ((100, [0, 1]), (200, [0]), (300, [1, 2]), (400, [])):
+        warehouse.upsert_cycle(make_cycle(block))
+        if uids:
+            miner, pareto = make_scores(uids, [REACH, PUSH])
+            warehouse.replace_scores(cycle_key(block), miner, pareto)
+
+    history = warehouse.success_history(2)  # cycle 400 has no scores: 200 and 300 are the last two scored
+    assert [(b, u, e) for b, u, e, _ in history] == [
+        (200, 0, PUSH), (200, 0, REACH), (300, 1, PUSH), (300, 1, REACH), (300, 2, PUSH), (300, 2, REACH)]
+    assert history[0][3] == 0.1  # make_scores: (uid + 1) / 10
+    assert {b for b, *_ in warehouse.success_history(5, up_to=cycle_key(200))} == {100, 200}
+
+
 def test_weights_are_served_by_cycle_block_and_latest_block(warehouse: Warehouse) -> None:
     assert warehouse.latest_weights() is None
     assert warehouse.latest_weights_version() is None
