@@ -52,6 +52,21 @@ class SigningKey:
         return bytes(self.keypair.sign(message)).hex()
 
 
+def hotkey_file(name: str, hotkey: str, path: str | Path) -> Path:
+    """Where bittensor keeps hotkey `name/hotkey` under the wallets at `path`."""
+    return Path(path).expanduser() / name / "hotkeys" / hotkey
+
+
+def check_hotkey_file(name: str, hotkey: str, path: str | Path) -> None:
+    """Refuse a named hotkey that does not exist, when the code location loads rather than when
+    the first cycle's weights are due (no key is read here: that is the signer's business)."""
+    if not hotkey_file(name, hotkey, path).is_file():
+        raise SigningKeyError(
+            f"the signing hotkey {name}/{hotkey} does not exist under {path} (no {hotkey_file(name, hotkey, path)}): "
+            f"create it with `btcli wallet new_hotkey --wallet.name {name} --wallet.hotkey {hotkey} --wallet.path "
+            f"{path}`, or point KINITRO_SCHEDULER_WALLET_NAME/_WALLET_HOTKEY/_WALLET_PATH at an existing one")
+
+
 def wallet_hotkey(name: str, hotkey: str, path: str | Path) -> SigningKey:
     """The hotkey `name/hotkey` of the wallets under `path` (bittensor's layout)."""
     from bittensor.wallet import Wallet  # the SDK's import takes seconds; only signers pay it

@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from kinitro_dagster.audit.signing import SigningKey, demo_hotkey, wallet_hotkey
+from kinitro_dagster.audit.signing import SigningKey, check_hotkey_file, demo_hotkey, wallet_hotkey
 from kinitro_dagster.logs import configure_service_logging
 from kinitro_dagster.miners.chain import ChainReader, FileChain
 from kinitro_dagster.miners.cycle_deployments import RetireReport, retire_scope
@@ -264,6 +264,8 @@ def build_resources(
     configure_service_logging(scheduler.log_level, executor.log_level, scheduler.json_logs or executor.json_logs)
     if not os.environ.get("KINITRO_SEED_SECRET"):
         log.warning("KINITRO_SEED_SECRET is not set: using the public demo secret, so seeds are predictable")
+    if scheduler.wallet_name:
+        check_hotkey_file(scheduler.wallet_name, scheduler.wallet_hotkey, scheduler.wallet_path)
     return {
         "warehouse": WarehouseResource(database_url=scheduler.database_url),
         "chain": ChainResource(
