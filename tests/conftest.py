@@ -221,3 +221,45 @@ def _running_deployments(named: dict) -> Iterator[dict]:
     finally:
         for deployment in named.values():
             deployment.stop()
+
+
+# =============================================================================================
+# The weights API over real HTTP (owner: weights API)
+#
+#   serving_api   a context manager factory: `with serving_api(database_url) as url` runs the app
+#                 under uvicorn on a free loopback port until the block ends.
+# =============================================================================================
+
+
+@pytest.fixture(scope="session")
+def serving_api() -> Callable[[str], contextlib.AbstractContextManager[str]]:
+    return _serving_api
+
+
+@contextlib.contextmanager
+def _serving_api(database_url: str) -> Iterator[str]:
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from kinitro_dagster.settings import ApiSettings
+    from weights_api.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(ApiSettings(database_url=database_url, host="127.0.0.1", port=port))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -3,18 +3,12 @@ its episodes replayed from the CLI and from the Dagster job."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-import uvicorn
 from click.testing import CliRunner
 from PIL import Image
 
@@ -24,28 +18,8 @@ from kinitro_dagster.definitions import build_definitions
 from kinitro_dagster.defs.audit import VERIFIES_CHECK, audit_dir
 from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS
 from kinitro_dagster.demo import open_cycle, run_cycle
-from kinitro_dagster.settings import ApiSettings, state_dir
+from kinitro_dagster.settings import state_dir
 from kinitro_dagster.warehouse import Warehouse
-from weights_api.app import create_app
-
-
-@contextmanager
-def serving_api(database_url: str) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(ApiSettings(database_url=database_url)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _verify(url: str, signer: str, *args: str):
@@ -58,7 +32,7 @@ def _looks_like_a_scene(path: Path) -> None:
     assert pixels.shape == (240, 240, 3) and pixels.std() > 10  # a rendered scene, not a blank frame
 
 
-def test_a_cycle_verifies_replays_and_a_row_changed_afterwards_is_named(demo_state, tmp_path):
+def test_a_cycle_verifies_replays_and_a_row_changed_afterwards_is_named(demo_state, tmp_path, serving_api):
     database_url = demo_state["warehouse"].database_url
     defs = build_definitions(demo_state)
     with dg.instance_for_test() as instance:

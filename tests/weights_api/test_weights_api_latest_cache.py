@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from fastapi.testclient import TestClient
 from warehouse_factories import make_cycle, make_weights
 
-from kinitro_dagster.settings import ApiSettings
 from kinitro_dagster.warehouse import Warehouse
-from weights_api.app import create_app
 
 
 def _publish(warehouse: Warehouse, block: int, weights: dict[int, float] | None = None) -> None:
@@ -148,29 +143,11 @@ def test_a_database_failure_keeps_serving_the_cached_weights(
     assert client.get("/v1/weights/100").status_code == 503
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def served_api(warehouse: Warehouse, database_url: str) -> Iterator[str]:
+def served_api(warehouse: Warehouse, database_url: str, serving_api) -> Iterator[str]:
     """The app under uvicorn on a real loopback port."""
-    port = _free_port()
-    app = create_app(ApiSettings(database_url=database_url, host="127.0.0.1", port=port))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving_api(database_url) as url:
+        yield url
 
 
 def test_validators_poll_over_real_http(warehouse: Warehouse, served_api: str) -> None:
