@@ -36,7 +36,10 @@ ROWS_CHECK = "episode_rows_complete"
     group_name="evaluation",
     kinds={"mujoco"},
     pool="episodes",  # dagster.yaml limits how many episode partitions run at once
-    description="Episodes of one env for every evaluated miner of the cycle (same seeds for all).",
+    description="Episodes of one env for every evaluated miner of the cycle (same seeds for all). An analyst reads "
+                "`success by miner` (success rate, episodes, errors per uid), `errors` (episodes ended by each error "
+                "kind), the episode and run settings, wall time and steps per second; `kinitro replay` or the "
+                "`replay_episode` job plays any one episode again with its frames.",
 )
 def episode_results(
     context: dg.AssetExecutionContext,
