@@ -111,7 +111,7 @@ def replay(cycle: str, env_id: str, uid: int, episode: int, out_dir: Path | None
     from kinitro_dagster.miners.hub import SnapshotFetchError, cached_snapshot, fetch_snapshot
     from kinitro_dagster.settings import ExecutorSettings, SchedulerSettings, state_dir
     from kinitro_dagster.sim.registry import validate_env_id
-    from kinitro_dagster.sim.replay import ReplayError, find_recorded, replay_dir, replay_episode
+    from kinitro_dagster.sim.replay import ReplayError, check_snapshot, find_recorded, replay_dir, replay_episode
     from kinitro_dagster.warehouse import Warehouse
 
     executor = ExecutorSettings()
@@ -132,9 +132,10 @@ def replay(cycle: str, env_id: str, uid: int, episode: int, out_dir: Path | None
             commitment.repo, commitment.revision, cache_dir=hub, token=executor.miner_hf_token or None)
     except SnapshotFetchError as error:
         raise click.ClickException(f"cannot fetch the policy snapshot: {error}") from error
-    if commitment.content_hash and snapshot.content_hash != commitment.content_hash:
-        raise click.ClickException(f"{commitment.repo}@{commitment.revision} now hashes {snapshot.content_hash}, not "
-                                   f"the {commitment.content_hash} the cycle evaluated: not the same policy snapshot")
+    try:
+        check_snapshot(recorded, snapshot.content_hash)
+    except ReplayError as error:
+        raise click.ClickException(str(error)) from error
     out_dir = out_dir or replay_dir(cycle, env_id, uid, episode)
     click.echo(f"replaying cycle {cycle} {env_id} uid {uid} episode {episode} (seed {recorded.episode.seed}) "
                f"against {commitment.repo}@{commitment.revision[:12]}")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from kinitro_dagster.audit.export import cycle_audit_from, load_audit, write_audit
+from kinitro_dagster.audit.export import CycleAudit, cycle_audit_from, load_audit, write_audit
 from kinitro_dagster.audit.verify import verify_weights, weights_response_fields
 from kinitro_dagster.defs.markdown import md_table
 from kinitro_dagster.defs.partitions import cycles
@@ -64,7 +64,7 @@ def audit_export(
                                 check_results=[check])
 
 
-def _row_counts(audit) -> dict[str, int]:
+def _row_counts(audit: CycleAudit) -> dict[str, int]:
     return {"commitments": len(audit.commitments),
             "episodes": sum(len(rows) for rows in audit.episodes_by_env.values()),
             "miner_scores": len(audit.miner_scores), "pareto_scores": len(audit.pareto),

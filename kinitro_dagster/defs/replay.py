@@ -7,10 +7,10 @@ from pathlib import Path
 import dagster as dg
 
 from kinitro_dagster.defs.resources import Evaluator, HubResource, WarehouseResource
-from kinitro_dagster.miners.hub import cached_snapshot
+from kinitro_dagster.miners.hub import SnapshotFetchError, cached_snapshot
 from kinitro_dagster.miners.runtimes import ensure_venv_runtime
 from kinitro_dagster.sim.registry import validate_env_id
-from kinitro_dagster.sim.replay import ReplayError, find_recorded, replay_dir
+from kinitro_dagster.sim.replay import ReplayError, check_snapshot, find_recorded, replay_dir
 from kinitro_dagster.sim.replay import replay_episode as play_again
 from kinitro_dagster.warehouse.records import EpisodeRecord
 
@@ -36,11 +36,12 @@ def replay_recorded_episode(
     try:
         env_id = validate_env_id(config.env_id)
         recorded = find_recorded(store, cycle, env_id, config.uid, config.episode)
-    except (ValueError, ReplayError) as error:
+        commitment = recorded.commitment
+        snapshot = cached_snapshot(commitment.repo, commitment.revision, cache_dir=Path(hub.cache_dir)) or hub.fetch(
+            commitment.repo, commitment.revision)
+        check_snapshot(recorded, snapshot.content_hash)
+    except (ValueError, ReplayError, SnapshotFetchError) as error:
         raise dg.Failure(str(error)) from error
-    commitment = recorded.commitment
-    snapshot = cached_snapshot(commitment.repo, commitment.revision, cache_dir=Path(hub.cache_dir)) or hub.fetch(
-        commitment.repo, commitment.revision)
     runtime_settings = evaluator.runtime_settings()
     runtime = ensure_venv_runtime(snapshot.path, runtime_settings) if runtime_settings else None
     result = play_again(env_id, recorded.configuration, recorded.episode, snapshot.path,

@@ -79,6 +79,14 @@ def find_recorded(store: Any, cycle_key: str, env_id: str, uid: int, episode: in
     return RecordedEpisode(cycle_key, env_id, cycle.config, commitment, rows[(uid, episode)])
 
 
+def check_snapshot(recorded: RecordedEpisode, content_hash: str) -> None:
+    """Refuse a snapshot whose files are not the ones the cycle evaluated (ReplayError)."""
+    commitment = recorded.commitment
+    if commitment.content_hash and content_hash != commitment.content_hash:
+        raise ReplayError(f"{commitment.repo}@{commitment.revision} now hashes {content_hash}, not the "
+                          f"{commitment.content_hash} the cycle evaluated: not the same policy snapshot")
+
+
 def replay_dir(cycle_key: str, env_id: str, uid: int, episode: int) -> Path:
     """Where a replay's files go by default: `<state dir>/replays/<cycle>/<env, / as .>/<uid>/<episode>`."""
     return state_dir() / "replays" / cycle_key / env_id.replace("/", ".") / str(uid) / str(episode)
