@@ -20,12 +20,14 @@ from kinitro_dagster.settings import ApiSettings, SchedulerSettings
 from kinitro_dagster.sim.registry import ENV_IDS, validate_env_ids
 from kinitro_dagster.warehouse import Warehouse, WarehouseUnavailable
 from kinitro_dagster.warehouse.errors import first_error_line
-from weights_api.cache import LATEST_PATH, LATEST_WEIGHTS_TTL_S, LatestWeightsCache, LatestWeightsFastPath
+from weights_api.cache import LATEST_PATH, LATEST_TTL_S, LatestWeightsCache, LatestWeightsFastPath
+from weights_api.database_check import HEALTH_TTL_S, DatabaseCheck
 from weights_api.metrics import RequestMetrics, RequestMetricsMiddleware, WarehouseCollector
 from weights_api.routes import ROUTERS, weights
 from weights_api.routes.common import EXAMPLE_BLOCK
+from weights_api.scores_cache import ScoresCache
 
-__all__ = ["EXAMPLE_BLOCK", "LATEST_WEIGHTS_TTL_S", "create_app"]
+__all__ = ["EXAMPLE_BLOCK", "LATEST_TTL_S", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +37,14 @@ def create_app(
     *,
     scheduler: SchedulerSettings | None = None,
     warehouse: Warehouse | None = None,
-    latest_weights_ttl_s: float = LATEST_WEIGHTS_TTL_S,
+    latest_ttl_s: float = LATEST_TTL_S,
+    health_ttl_s: float = HEALTH_TTL_S,
 ) -> FastAPI:
     """Build the app. `scheduler` supplies the eval interval and enabled envs until a cycle has
     recorded its own (after that /v1/status and /v1/environments read the cycle's record);
-    `warehouse` lets a caller share an existing store (tests, embedding); `latest_weights_ttl_s`
-    is how long a served latest-weights body is trusted before the warehouse is asked again.
+    `warehouse` lets a caller share an existing store (tests, embedding); `latest_ttl_s`
+    is how long a served body of the latest weights or scores is trusted before the warehouse is
+    asked again, `health_ttl_s` how long /health reports one database check.
 
     What the routes (`weights_api.routes`) use is kept on `app.state`, and reaches them by
     dependency (`weights_api.dependencies`)."""
@@ -48,7 +52,8 @@ def create_app(
     scheduler = scheduler or SchedulerSettings()
     store = warehouse or Warehouse(settings.database_url)
     env_ids = validate_env_ids(scheduler.env_ids or ENV_IDS)  # published as canonical ids
-    latest_cache = LatestWeightsCache(store, ttl_s=latest_weights_ttl_s)
+    latest_cache = LatestWeightsCache(store, ttl_s=latest_ttl_s)
+    scores_cache = ScoresCache(store, ttl_s=latest_ttl_s)
 
     registry = CollectorRegistry()
     registry.register(WarehouseCollector(store))
@@ -72,6 +77,8 @@ def create_app(
     )
     app.state.warehouse = store
     app.state.latest_weights = latest_cache
+    app.state.scores = scores_cache
+    app.state.database_check = DatabaseCheck(store, ttl_s=health_ttl_s)
     app.state.scheduler = scheduler
     app.state.env_ids = env_ids
     app.state.metrics_registry = registry

@@ -15,8 +15,8 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cached_property
 
 from starlette.concurrency import run_in_threadpool
@@ -32,14 +32,20 @@ log = logging.getLogger(__name__)
 
 LATEST_PATH = "/v1/weights/latest"
 LATEST_CACHE_CONTROL = "no-cache"  # clients may keep the body but must revalidate (ETag) before using it
-LATEST_WEIGHTS_TTL_S = 1.0  # how long a served body is trusted before the warehouse is asked again
+LATEST_TTL_S = 1.0  # how long a served latest body (weights, scores) is trusted before the warehouse is asked again
 
 
 @dataclass(frozen=True)
-class SerializedWeights:
-    version: tuple[str, datetime]  # (cycle_key, created_at)
+class SerializedBody:
+    """A JSON response body built once, with the version of what it was built from and its ETag."""
+
+    version: Hashable  # latest weights: (cycle_key, created_at); scores: a ScoresVersion
     body: bytes
     etag: str
+
+    @classmethod
+    def of(cls, version: Hashable, body: bytes) -> SerializedBody:
+        return cls(version=version, body=body, etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 
     @cached_property
     def headers_304(self) -> list[tuple[bytes, bytes]]:
@@ -73,10 +79,8 @@ def weights_response(record: WeightsRecord) -> WeightsResponse:
     )
 
 
-def serialize_weights(record: WeightsRecord) -> SerializedWeights:
-    body = weights_response(record).model_dump_json().encode()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return SerializedWeights(version=(record.cycle_key, record.created_at), body=body, etag=etag)
+def serialize_weights(record: WeightsRecord) -> SerializedBody:
+    return SerializedBody.of((record.cycle_key, record.created_at), weights_response(record).model_dump_json().encode())
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -91,14 +95,14 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 class LatestWeightsCache:
-    def __init__(self, warehouse: Warehouse, ttl_s: float = LATEST_WEIGHTS_TTL_S) -> None:
+    def __init__(self, warehouse: Warehouse, ttl_s: float = LATEST_TTL_S) -> None:
         self._warehouse = warehouse
         self._ttl_s = ttl_s
-        self._entry: SerializedWeights | None = None
+        self._entry: SerializedBody | None = None
         self._checked_at: float | None = None
         self._lock = asyncio.Lock()
 
-    async def get(self) -> SerializedWeights | None:
+    async def get(self) -> SerializedBody | None:
         """The latest weights, serialized; None when none were ever published.
 
         Raises whatever the warehouse raised if it cannot be read and nothing is cached yet;
@@ -114,7 +118,7 @@ class LatestWeightsCache:
                 await run_in_threadpool(self._revalidate)
         return self._entry
 
-    def peek(self) -> SerializedWeights | None:
+    def peek(self) -> SerializedBody | None:
         """The cached weights when `get()` would return them without waiting (fresh, or being
         revalidated by another request); None when a caller has to go through `get()`."""
         if self._entry is not None and (self._fresh() or self._lock.locked()):

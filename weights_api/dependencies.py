@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry
 from kinitro_dagster.settings import SchedulerSettings
 from kinitro_dagster.warehouse import Warehouse
 from weights_api.cache import LatestWeightsCache
+from weights_api.database_check import DatabaseCheck
+from weights_api.scores_cache import ScoresCache
 
 
 async def get_warehouse(request: Request) -> Warehouse:
@@ -21,6 +23,14 @@ async def get_warehouse(request: Request) -> Warehouse:
 
 async def get_latest_weights(request: Request) -> LatestWeightsCache:
     return request.app.state.latest_weights
+
+
+async def get_database_check(request: Request) -> DatabaseCheck:
+    return request.app.state.database_check
+
+
+async def get_scores_cache(request: Request) -> ScoresCache:
+    return request.app.state.scores
 
 
 async def get_scheduler(request: Request) -> SchedulerSettings:
@@ -39,6 +49,8 @@ async def get_metrics_registry(request: Request) -> CollectorRegistry:
 
 WarehouseDep = Annotated[Warehouse, Depends(get_warehouse)]
 LatestWeightsDep = Annotated[LatestWeightsCache, Depends(get_latest_weights)]
+DatabaseCheckDep = Annotated[DatabaseCheck, Depends(get_database_check)]
+ScoresCacheDep = Annotated[ScoresCache, Depends(get_scores_cache)]
 SchedulerDep = Annotated[SchedulerSettings, Depends(get_scheduler)]
 EnvIdsDep = Annotated[list[str], Depends(get_env_ids)]
 MetricsRegistryDep = Annotated[CollectorRegistry, Depends(get_metrics_registry)]

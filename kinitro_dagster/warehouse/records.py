@@ -69,6 +69,17 @@ class CycleRecord:
 
 
 @dataclass(frozen=True)
+class ScoresVersion:
+    """Everything a cycle's published scores depend on besides their rows: it changes whenever
+    the scores are written again or the cycle's status does."""
+
+    cycle_key: str
+    revision: int  # writes of the cycle's scores so far; 0 while it has none
+    status: CycleStatus
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
 class CommitmentRecord:
     uid: int
     hotkey: str

@@ -41,6 +41,7 @@ from kinitro_dagster.warehouse.records import (
     EpisodeRecord,
     MinerScoreRecord,
     ParetoScoreRecord,
+    ScoresVersion,
     WeightsRecord,
 )
 
@@ -558,7 +559,23 @@ class Warehouse:
 
     def latest_scored_cycle(self) -> CycleRecord | None:
         """The newest cycle that has miner scores (what `/v1/scores/latest` serves)."""
-        return self._latest_cycle_having(t.miner_scores)
+        c = t.evaluation_cycles.c
+        stmt = sa.select(t.evaluation_cycles).where(c.scores_revision > 0).order_by(c.block.desc()).limit(1)
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        return _cycle(row) if row else None
+
+    def scores_version(self, cycle_key: str | None = None) -> ScoresVersion | None:
+        """The version of `cycle_key`'s scores, or of the newest scored cycle's when None; None
+        when there are no such scores. One indexed read: what cached score bodies check."""
+        c = t.evaluation_cycles.c
+        stmt = sa.select(c.cycle_key, c.scores_revision, c.status, c.completed_at).where(c.scores_revision > 0)
+        stmt = stmt.where(c.cycle_key == cycle_key) if cycle_key else stmt.order_by(c.block.desc()).limit(1)
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        return ScoresVersion(row.cycle_key, row.scores_revision, CycleStatus(row.status), row.completed_at)
 
     # ----------------------------------------------------------------------- chain head
 
@@ -735,6 +752,9 @@ class Warehouse:
                         for p in pareto
                     ],
                 )
+            cycles = t.evaluation_cycles
+            revision = cycles.c.scores_revision + 1 if miner_scores else 0
+            conn.execute(sa.update(cycles).where(cycles.c.cycle_key == cycle_key).values(scores_revision=revision))
 
     def miner_scores(self, cycle_key: str) -> list[MinerScoreRecord]:
         """Sorted by (uid, env)."""

@@ -73,6 +73,9 @@ evaluation_cycles = sa.Table(
     sa.Column("n_envs", sa.Integer, nullable=False, server_default="0"),
     # CycleConfiguration.to_json(): what the cycle runs with, recorded when it opens.
     sa.Column("config", sa.JSON(none_as_null=True), nullable=True),
+    # Bumped by every write of the cycle's scores, 0 while it has none: what the API's cached
+    # scores bodies are checked against (one indexed read instead of the 2,048 score rows).
+    sa.Column("scores_revision", sa.Integer, nullable=False, server_default="0"),
     sa.CheckConstraint("status IN ('running', 'completed', 'failed')", name="status"),
 )
 

@@ -26,7 +26,7 @@ def served(warehouse: Warehouse, database_url: str, key):
         warehouse.replace_episodes(audit.cycle.cycle_key, env, rows)
     warehouse.replace_scores(audit.cycle.cycle_key, audit.miner_scores, audit.pareto)
     warehouse.write_weights(audit.weights)
-    with TestClient(create_app(ApiSettings(database_url=database_url), latest_weights_ttl_s=0.0)) as client:
+    with TestClient(create_app(ApiSettings(database_url=database_url), latest_ttl_s=0.0)) as client:
         yield client, audit
 
 

@@ -228,3 +228,21 @@ def test_0002_reads_back_through_the_warehouse_at_head(database_url: str) -> Non
     assert {s.env_id for s in store.miner_scores("0000000200")} == {REACH, NEW_BUTTON, NEW_PEG}
     assert store.pareto_scores("0000000100")[0].thresholds == {REACH: 0.25, NEW_BUTTON: 0.5, NEW_PEG: 0.75}
     store.dispose()
+
+
+def test_0005_counts_scores_written_before_it_as_one_revision(database_url: str) -> None:
+    store = Warehouse(database_url)
+    _migrate_to(store, "0001")
+    _write_rows_with_old_env_ids(store)
+    with store.engine.begin() as conn:  # a cycle opened but not scored
+        conn.execute(_cycles_0001.insert().values(
+            cycle_key="0000000300", block=300, block_hash=f"0x{300:064x}",
+            opened_at=datetime(2025, 1, 15, tzinfo=UTC), status="running",
+        ))  # fmt: skip
+
+    store.migrate()
+
+    assert store.latest_scored_cycle().block == 200  # type: ignore[union-attr]
+    assert store.scores_version("0000000100").revision == 1  # type: ignore[union-attr]
+    assert store.scores_version("0000000300") is None
+    store.dispose()

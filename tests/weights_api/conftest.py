@@ -43,4 +43,4 @@ def make_client(database_url: str) -> Iterator[Callable[..., TestClient]]:
 @pytest.fixture
 def client(warehouse: Warehouse, make_client: Callable[..., TestClient]) -> TestClient:
     """The API over a migrated, empty warehouse (fill it through the `warehouse` fixture)."""
-    return make_client(latest_weights_ttl_s=0.0)
+    return make_client(latest_ttl_s=0.0)

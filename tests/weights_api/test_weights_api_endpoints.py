@@ -16,7 +16,7 @@ from warehouse_factories import (
 )
 
 from kinitro_dagster.settings import ApiSettings, SchedulerSettings
-from kinitro_dagster.warehouse import Warehouse
+from kinitro_dagster.warehouse import Warehouse, WarehouseUnavailable
 from kinitro_dagster.warehouse.records import CommitmentStatus, CycleStatus
 from weights_api.app import create_app
 
@@ -111,6 +111,27 @@ def test_health_is_503_when_the_database_is_unreachable() -> None:
     assert "cannot reach PostgreSQL at 127.0.0.1:1" in body["database"]
     assert weights.status_code == 503
 
+
+
+@pytest.mark.parametrize("ttl_s", [0.0, 60.0])
+def test_health_reports_a_database_that_went_away_after_its_check_window(
+    warehouse: Warehouse, make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch, ttl_s: float
+) -> None:
+    client = make_client(warehouse=warehouse, health_ttl_s=ttl_s)
+    assert client.get("/health").status_code == 200
+
+    def down() -> None:
+        raise WarehouseUnavailable("database is unavailable (OperationalError: server closed the connection)")
+
+    monkeypatch.setattr(warehouse, "ping", down)
+    response = client.get("/health")
+
+    if ttl_s == 0.0:  # the next check sees it
+        assert response.status_code == 503
+        assert response.json() == {"status": "unhealthy", "database": "database is unavailable "
+                                   "(OperationalError: server closed the connection)"}  # fmt: skip
+    else:  # within the window the last check is reported
+        assert response.status_code == 200
 
 # ----------------------------------------------------------------------------- weights
 

@@ -64,7 +64,7 @@ def test_cached_latest_weights_do_not_query_the_database_per_request(
     warehouse: Warehouse, make_client: Callable[..., TestClient]
 ) -> None:
     _publish(warehouse, 100)
-    client = make_client(warehouse=warehouse, latest_weights_ttl_s=60.0)
+    client = make_client(warehouse=warehouse, latest_ttl_s=60.0)
     client.get("/v1/weights/latest")
     statements = _count_statements(warehouse)
 
@@ -78,7 +78,7 @@ def test_revalidation_is_one_indexed_probe_and_picks_up_new_weights(
     warehouse: Warehouse, make_client: Callable[..., TestClient]
 ) -> None:
     _publish(warehouse, 100)
-    client = make_client(warehouse=warehouse, latest_weights_ttl_s=0.3)
+    client = make_client(warehouse=warehouse, latest_ttl_s=0.3)
     assert client.get("/v1/weights/latest").json()["block"] == 100
     _publish(warehouse, 200, {3: 1.0})
     statements = _count_statements(warehouse)
@@ -98,7 +98,7 @@ def test_the_in_memory_fast_path_answers_exactly_like_the_route(
     warehouse: Warehouse, make_client: Callable[..., TestClient]
 ) -> None:
     _publish(warehouse, 100)
-    client = make_client(warehouse=warehouse, latest_weights_ttl_s=60.0)
+    client = make_client(warehouse=warehouse, latest_ttl_s=60.0)
 
     via_route = client.get("/v1/weights/latest")  # cold cache: the FastAPI route fills it
     via_fast_path = client.get("/v1/weights/latest?client=validator")  # fresh cache: answered in front of FastAPI
@@ -117,7 +117,7 @@ def test_fast_path_requests_are_counted_under_the_route(
     warehouse: Warehouse, make_client: Callable[..., TestClient]
 ) -> None:
     _publish(warehouse, 100)
-    client = make_client(warehouse=warehouse, latest_weights_ttl_s=60.0)
+    client = make_client(warehouse=warehouse, latest_ttl_s=60.0)
     for _ in range(3):
         client.get("/v1/weights/latest")
     client.get("/v1/weights/latest", headers={"If-None-Match": client.get("/v1/weights/latest").headers["etag"]})
@@ -132,7 +132,7 @@ def test_a_database_failure_keeps_serving_the_cached_weights(
     warehouse: Warehouse, make_client: Callable[..., TestClient]
 ) -> None:
     _publish(warehouse, 100)
-    client = make_client(latest_weights_ttl_s=0.0)
+    client = make_client(latest_ttl_s=0.0)
     before = client.get("/v1/weights/latest").json()
     warehouse.reset()  # every table gone: revalidation fails
 

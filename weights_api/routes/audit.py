@@ -27,8 +27,11 @@ router = APIRouter(prefix="/v1/audit", tags=["Audit"])
 @router.get(
     "/{cycle_id}",
     response_class=Response,
-    responses={200: {"content": {"application/zip": {}}, "description": "The six tables as <table>.parquet."},
-               **NOT_FOUND, **UNAVAILABLE},
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "The six tables as <table>.parquet."},
+        **NOT_FOUND,
+        **UNAVAILABLE,
+    },
 )
 def cycle_export(cycle_id: CycleIdParam, store: WarehouseDep) -> Response:
     """The cycle's audit export: `cycle`, `commitments`, `episodes`, `miner_scores`, `pareto_scores`
@@ -39,8 +42,11 @@ def cycle_export(cycle_id: CycleIdParam, store: WarehouseDep) -> Response:
         for name, table in audit_tables(audit).items():
             zf.writestr(f"{name}.parquet", parquet_bytes(table))
     filename = f"kinitro-audit-{audit.cycle.cycle_key}.zip"
-    return Response(archive.getvalue(), media_type="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        archive.getvalue(),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.get(

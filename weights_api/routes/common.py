@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import HTTPException, Path
+from fastapi import HTTPException, Path, Request
+from fastapi.responses import Response
 
 from kinitro_dagster.warehouse import Warehouse
 from kinitro_dagster.warehouse.records import CycleRecord
+from weights_api.cache import SerializedBody, etag_matches
 from weights_api.models import ErrorResponse
 
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "Nothing recorded for this yet."}}
@@ -34,3 +36,14 @@ def cycle_by_id(store: Warehouse, cycle_id: str) -> CycleRecord:
     if cycle is None:
         raise HTTPException(404, f"no evaluation cycle {cycle_id}; recent ones are listed by /v1/status")
     return cycle
+
+
+def conditional_response(request: Request, entry: SerializedBody, cache_control: str | None = None) -> Response:
+    """`entry`'s body, or a bodiless 304 when the request's If-None-Match matches its ETag; both
+    carry the ETag (and `cache_control`, if given)."""
+    headers = {"ETag": entry.etag}
+    if cache_control is not None:
+        headers["Cache-Control"] = cache_control
+    if etag_matches(request.headers.get("if-none-match"), entry.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(content=entry.body, media_type="application/json", headers=headers)

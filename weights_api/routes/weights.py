@@ -11,10 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import Response
 
-from weights_api.cache import LATEST_CACHE_CONTROL, LATEST_PATH, SerializedWeights, etag_matches, serialize_weights
+from weights_api.cache import LATEST_CACHE_CONTROL, LATEST_PATH, serialize_weights
 from weights_api.dependencies import LatestWeightsDep, WarehouseDep
 from weights_api.models import WeightsResponse
-from weights_api.routes.common import EXAMPLE_BLOCK, MAX_BLOCK, NOT_FOUND, UNAVAILABLE
+from weights_api.routes.common import EXAMPLE_BLOCK, MAX_BLOCK, NOT_FOUND, UNAVAILABLE, conditional_response
 
 PREFIX = "/v1/weights"
 BlockParam = Annotated[
@@ -57,14 +57,3 @@ def weights_at_block(block: BlockParam, request: Request, store: WarehouseDep) -
     if record is None:
         raise HTTPException(404, f"no weights found for block {block}; see /v1/weights/latest")
     return conditional_response(request, serialize_weights(record))
-
-
-def conditional_response(request: Request, entry: SerializedWeights, cache_control: str | None = None) -> Response:
-    """`entry`'s body, or a bodiless 304 when the request's If-None-Match matches its ETag; both
-    carry the ETag (and `cache_control`, if given)."""
-    headers = {"ETag": entry.etag}
-    if cache_control is not None:
-        headers["Cache-Control"] = cache_control
-    if etag_matches(request.headers.get("if-none-match"), entry.etag):
-        return Response(status_code=304, headers=headers)
-    return Response(content=entry.body, media_type="application/json", headers=headers)
