@@ -52,6 +52,7 @@ ADMIN_URL = os.environ.get("KINITRO_TEST_POSTGRES_URL", "postgresql+psycopg2://p
 ENV_IDS = ["metaworld/reach-v3", "metaworld/push-v3"]
 EPISODES = 2
 CYCLE_DEADLINE_S = 480
+RESTART_DELAY_S = 10  # deploy/systemd's RestartSec
 STATE_MOUNT = "/var/lib/kinitro"  # deploy/dagster.yaml's state bind mount, replaced by the fault's own dir
 
 
@@ -93,6 +94,7 @@ class Stack:
     eval_mode: str
     settings: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)  # by the supervisor, after exiting on their own
 
     def __post_init__(self) -> None:
         from kinitro_dagster.demo import publish_demo_chain
@@ -134,6 +136,19 @@ class Stack:
         }  # fmt: skip
 
     # processes
+
+    def supervise(self, stop: threading.Event) -> None:
+        """What systemd (Restart=always, RestartSec=10) and compose (restart: unless-stopped) do in
+        production: a daemon or code server that exits on its own is started again 10 s later."""
+        while not stop.wait(1):
+            for name, process in list(self.processes.items()):
+                if process.poll() is None or stop.wait(RESTART_DELAY_S) or self.processes.get(name) is not process:
+                    continue
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                if name == "code":
+                    self.start_code_server()
+                else:
+                    self.start_daemon()
 
     def start_code_server(self) -> None:
         self.processes["code"] = self._spawn("code", [
@@ -232,9 +247,13 @@ def mid_partition(stack: Stack, settle_s: float = 3) -> None:
 
 
 def mid_scoring(stack: Stack) -> None:
-    """The scoring run (pareto_scores, weights) has started."""
-    wait_for("the score_cycle run", lambda: any(r.job_name == "score_cycle" and r.status.value == "STARTED"
-                                                 for r in _runs(stack)), timeout_s=CYCLE_DEADLINE_S)  # fmt: skip
+    """The scoring run has started: the cycle-partitioned run that automation launches for
+    pareto_scores and weights once every episode partition is in."""
+    def scoring(run) -> bool:
+        partition = run.tags.get("dagster/partition", "")
+        return partition and "|" not in partition and run.job_name != "open_cycle" and run.status.value == "STARTED"
+
+    wait_for("the scoring run", lambda: any(scoring(r) for r in _runs(stack)), timeout_s=CYCLE_DEADLINE_S)
 
 
 def restart_postgres(stack: Stack, down_s: float) -> None:
@@ -321,10 +340,8 @@ def _postgres_at_tick(stack: Stack) -> str:
 
 def _daemon_sigkill(stack: Stack) -> str:
     mid_partition(stack)
-    stack.stop("daemon", signal.SIGKILL)
-    time.sleep(20)
-    stack.start_daemon()
-    return "dagster-daemon SIGKILLed mid-partition, restarted 20 s later"
+    os.killpg(stack.processes["daemon"].pid, signal.SIGKILL)  # its supervisor starts it again
+    return "dagster-daemon SIGKILLed mid-partition"
 
 
 def _code_server_restart(stack: Stack) -> str:
@@ -459,7 +476,7 @@ FAULTS = [
     Fault("postgres-down-mid-scoring", "PostgreSQL stopped 15 s while scoring runs", _postgres_mid_scoring),
     Fault("postgres-down-at-sensor-tick", "PostgreSQL down when the sensor ticks", _postgres_at_tick,
           before_start=True),
-    Fault("daemon-sigkill", "dagster-daemon SIGKILLed mid-partition, restarted", _daemon_sigkill),
+    Fault("daemon-sigkill", "dagster-daemon SIGKILLed mid-partition (its supervisor restarts it)", _daemon_sigkill),
     Fault("code-server-restart", "code server restarted mid-partition", _code_server_restart),
     Fault("dockerd-restart", "dockerd restarted mid-partition (docker eval mode)", _dockerd_restart,
           eval_mode="docker"),
@@ -484,10 +501,12 @@ def run_fault(fault: Fault, keep: bool = False) -> dict:
     started = time.monotonic()
     note, error = "", None
     fault_ended: float | None = None
+    supervising = threading.Event()
     try:
         stack.start_code_server()
         if not fault.before_start:
             stack.start_daemon()
+        threading.Thread(target=stack.supervise, args=(supervising,), daemon=True).start()
         try:
             note = fault.inject(stack)
         except TimeoutError as exc:
@@ -499,7 +518,7 @@ def run_fault(fault: Fault, keep: bool = False) -> dict:
             cycle, weights_at = _wait_for_weights(stack, CYCLE_DEADLINE_S - (time.monotonic() - started))
             time.sleep(5 if fault.during else 0)  # a few seconds of serving the published weights
         row = _observe(stack, fault, cycle)
-        row.update(during)
+        row.update(during, supervisor_restarts=dict(stack.restarts))
         row.update(
             injected=note or error,
             outcome="completed" if weights_at else "stuck",
@@ -508,6 +527,7 @@ def run_fault(fault: Fault, keep: bool = False) -> dict:
         )
         return row
     finally:
+        supervising.set()
         stack.close()
         _remove_policy_containers()
         if not keep:
@@ -618,6 +638,8 @@ def table(rows: list[dict]) -> str:
         seen = "; ".join(row["failed_runs"][:2] + row["sensor_errors"][:1]) or "nothing: no run failed"
         if row["retried_runs"]:
             seen += f" ({row['retried_runs']} run(s) retried)"
+        for name, n in row.get("supervisor_restarts", {}).items():
+            seen += f"; the {'code server' if name == 'code' else name} exited and was restarted {n}×"
         if row["rows_failed"]:
             seen += f"; {row['rows_failed']} episode rows recorded as failed ({', '.join(row['failure_reasons'])})"
         recovery = f"{row['recovery_s']:.0f} s" if row["recovery_s"] is not None else "—"
