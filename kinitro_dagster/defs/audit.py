@@ -9,6 +9,7 @@ from kinitro_dagster.audit.verify import verify_weights, weights_response_fields
 from kinitro_dagster.defs.markdown import md_table
 from kinitro_dagster.defs.partitions import cycles
 from kinitro_dagster.defs.resources import SigningResource, WarehouseResource
+from kinitro_dagster.defs.retries import retries_transient_failures
 from kinitro_dagster.defs.weights import weights
 from kinitro_dagster.settings import state_dir
 
@@ -36,6 +37,7 @@ def audit_dir(cycle: str) -> Path:
                 "with `pandas.read_parquet(path)`; the metadata lists the paths and row counts. The weights API "
                 "serves the same tables at /v1/audit/{cycle_id}.",
 )
+@retries_transient_failures
 def audit_export(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, signing: SigningResource
 ) -> dg.MaterializeResult:

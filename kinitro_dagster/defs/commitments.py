@@ -17,6 +17,7 @@ from kinitro_dagster.defs.resources import (
     WarehouseResource,
     cycle_configuration,
 )
+from kinitro_dagster.defs.retries import retries_transient_failures
 from kinitro_dagster.miners.resolve import resolve_commitments
 from kinitro_dagster.warehouse.records import CycleRecord
 
@@ -27,6 +28,7 @@ from kinitro_dagster.warehouse.records import CycleRecord
     kinds={"bittensor", "huggingface"},
     description="Miners' on-chain commitments at the cycle's block, parsed, fetched and checked for copies.",
 )
+@retries_transient_failures
 def miner_commitments(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, chain: ChainResource, hub: HubResource,
     cycle_config: CycleConfig, evaluator: Evaluator,

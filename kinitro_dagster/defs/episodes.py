@@ -17,6 +17,7 @@ from kinitro_dagster.defs.resources import (
     WarehouseResource,
     recorded_configuration,
 )
+from kinitro_dagster.defs.retries import retries_transient_failures
 from kinitro_dagster.logs import EXECUTOR_LOGGERS, PACKAGE_LOGGER
 from kinitro_dagster.miners.hub import SnapshotFetchError
 from kinitro_dagster.protocol import ErrorKind
@@ -41,6 +42,7 @@ ROWS_CHECK = "episode_rows_complete"
                 "kind), the episode and run settings, wall time and steps per second; `kinitro replay` or the "
                 "`replay_episode` job plays any one episode again with its frames.",
 )
+@retries_transient_failures
 def episode_results(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,

@@ -12,6 +12,7 @@ from kinitro_dagster.defs.markdown import md_image, md_table
 from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS, by_cycle, cycles
 from kinitro_dagster.defs.plots import HISTORY_MINERS, front_plot, history_plot
 from kinitro_dagster.defs.resources import CycleConfig, Evaluator, WarehouseResource, recorded_configuration
+from kinitro_dagster.defs.retries import retries_transient_failures
 from kinitro_dagster.scoring.inputs import ScoringParameters, score_records
 from kinitro_dagster.warehouse.records import CommitmentStatus, EpisodeRecord, ParetoScoreRecord
 from kinitro_dagster.warehouse.store import Warehouse
@@ -35,6 +36,7 @@ FINITE_CHECK = "scores_are_finite"
                 "kinds` per env, the `pareto front plot` (success per env, front miners in colour) and the "
                 "`history plot` (success per env over the last 20 scored cycles for the 8 miners with most points).",
 )
+@retries_transient_failures
 def pareto_scores(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, cycle_config: CycleConfig, evaluator: Evaluator
 ) -> dg.MaterializeResult:

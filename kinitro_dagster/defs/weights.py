@@ -16,6 +16,7 @@ from kinitro_dagster.defs.resources import (
     WarehouseResource,
     recorded_configuration,
 )
+from kinitro_dagster.defs.retries import retries_transient_failures
 from kinitro_dagster.defs.scores import pareto_scores
 from kinitro_dagster.scoring import weights_to_u16
 from kinitro_dagster.scoring.inputs import ScoringParameters
@@ -37,6 +38,7 @@ SUM_TOLERANCE = 1e-9
                 "carries the digest of the cycle's inputs and the backend hotkey's signature (metadata: digest, "
                 "signer); `kinitro verify` checks them.",
 )
+@retries_transient_failures
 def weights(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, signing: SigningResource,
     cycle_config: CycleConfig, evaluator: Evaluator,
