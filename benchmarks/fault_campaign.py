@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -273,14 +274,33 @@ def restart_dockerd(stack: Stack) -> None:
     subprocess.run([str(REPO / "sim_images" / "setup-docker.sh")], check=True, capture_output=True, timeout=600)
 
 
-def oom_kill_a_policy_container(stack: Stack) -> str:
-    """Lower a running policy container's memory limit below what it uses: the kernel's OOM killer
-    ends its server, as when a policy allocates past KINITRO_EXECUTOR_MINER_DEPLOYMENT_MEMORY."""
-    wait_for("a policy container", lambda: bool(_policy_containers()), timeout_s=300)
-    container = _policy_containers()[0]
-    subprocess.run(["docker", "update", "--memory", "6m", "--memory-swap", "6m", container], capture_output=True)
-    wait_for("the OOM kill", lambda: _inspect(container, "{{.State.OOMKilled}}") in ("true", ""), timeout_s=60)
-    return container
+HOG_REPO = "campaign/memory-hog"
+
+
+def add_memory_hog(stack: Stack, uid: int = 5) -> None:
+    """Publish benchmarks/policies/memory_hog to the local hub and commit it on the chain as `uid`."""
+    from kinitro_dagster.miners.chain import ChainCommitment, FileChain, write_chain_file
+    from kinitro_dagster.miners.hub import publish_to_cache
+
+    chain = FileChain(stack.state / "chain.yaml")
+    head = chain.head().number
+    hog = REPO / "benchmarks" / "policies" / "memory_hog"
+    revision = publish_to_cache(hog, HOG_REPO, cache_dir=stack.state / "hub")
+    commitment = ChainCommitment(uid, "5CampaignHog", f"{HOG_REPO}:{revision[:8]}", 150)
+    miners = [*chain.commitments(at_block=head), commitment]
+    write_chain_file(stack.state / "chain.yaml", miners, name="kinitro-demo", head_block=head)
+
+
+def wait_for_oom(stack: Stack, since: float) -> str:
+    """The engine's `oom` event for the memory hog's policy container."""
+    def oom() -> str:
+        out = subprocess.run(["docker", "events", "--since", str(int(since)), "--until", str(int(time.time()) + 1),
+                              "--filter", "event=oom", "--filter", f"label=kinitro.repo={HOG_REPO}",
+                              "--format", "{{.Actor.ID}}"], capture_output=True, text=True)  # fmt: skip
+        return out.stdout.split()[0] if out.stdout.split() else ""
+
+    wait_for("the memory hog's OOM kill", lambda: bool(oom()), timeout_s=300)
+    return oom()
 
 
 def _policy_containers() -> list[str]:
@@ -313,6 +333,7 @@ class Fault:
     eval_mode: str = "local"
     before_start: bool = False  # inject before the daemon starts (the first sensor tick)
     removed_snapshot: str | None = None  # a demo miner's repo whose snapshot is deleted from the hub
+    memory_hog: bool = False  # a sixth miner whose policy allocates past its container's limit
     # Runs from the injection until the weights are published; what it yields is filled in at its exit.
     during: Callable[[Stack], contextlib.AbstractContextManager[dict]] | None = None
 
@@ -359,8 +380,8 @@ def _dockerd_restart(stack: Stack) -> str:
 
 
 def _oom(stack: Stack) -> str:
-    container = oom_kill_a_policy_container(stack)
-    return f"policy container {container[:12]} OOM-killed mid-partition"
+    container = wait_for_oom(stack, since=time.time() - 600)
+    return f"policy container {container[:12]} of a miner allocating 4 GiB past its 2 GiB limit OOM-killed"
 
 
 def _chain_at_tick(stack: Stack) -> str:
@@ -480,7 +501,7 @@ FAULTS = [
     Fault("code-server-restart", "code server restarted mid-partition", _code_server_restart),
     Fault("dockerd-restart", "dockerd restarted mid-partition (docker eval mode)", _dockerd_restart,
           eval_mode="docker"),
-    Fault("policy-oom", "a policy container OOM-killed (docker eval mode)", _oom, eval_mode="docker"),
+    Fault("policy-oom", "a policy container OOM-killed (docker eval mode)", _oom, eval_mode="docker", memory_hog=True),
     Fault("chain-down-at-sensor-tick", "chain unreadable at the sensor tick", _chain_at_tick, before_start=True),
     Fault("chain-down-at-commitments", "chain unreadable when miner_commitments reads it", _chain_at_commitments),
     Fault("api-under-load", "the weights API under 200 connections while the cycle writes", _baseline,
@@ -498,6 +519,8 @@ def run_fault(fault: Fault, keep: bool = False) -> dict:
     stack = Stack(root, fault.eval_mode)
     if fault.removed_snapshot:
         _remove_snapshot(stack, fault.removed_snapshot)
+    if fault.memory_hog:
+        add_memory_hog(stack)
     started = time.monotonic()
     note, error = "", None
     fault_ended: float | None = None
@@ -572,13 +595,17 @@ def _observe(stack: Stack, fault: Fault, cycle: str | None) -> dict:
                 step_failures = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
                 for record in step_failures.records:
                     info = record.event_log_entry.dagster_event.step_failure_data.error
+                    info = info.cause if info and info.cause else info  # the step's own error, not Dagster's wrapper
                     message += f" | step: {info.message.strip().splitlines()[0] if info else ''}"
                 failures.append(f"{run.job_name}[{run.tags.get('dagster/partition', '')}]: {message[:300]}")
         retries = [r for r in runs if "dagster/parent_run_id" in r.tags]
+        step_retries = sum(len(instance.get_records_for_run(r.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+                               .records) for r in runs)  # fmt: skip
     row["runs"] = len(runs)
     row["failed_runs"] = failures
     row["retried_runs"] = len(retries)
-    row["sensor_errors"] = _sensor_errors(stack)
+    row["step_retries"] = step_retries
+    row["service_errors"] = _service_errors(stack)
     store = stack.warehouse()
     try:
         from kinitro_dagster.warehouse.records import CommitmentStatus
@@ -608,15 +635,19 @@ def _observe(stack: Stack, fault: Fault, cycle: str | None) -> dict:
     return row
 
 
-def _sensor_errors(stack: Stack) -> list[str]:
-    """Distinct error lines the daemon logged (sensor tick failures among them)."""
+def _service_errors(stack: Stack) -> list[str]:
+    """Distinct warning and error lines the daemon and the code server logged (sensor tick
+    failures, storage retries, crashes): what `journalctl -u kinitro-scheduler` would show."""
     seen: list[str] = []
-    for line in stack.log_tail("daemon", 200_000).splitlines():
-        if " - ERROR - " in line or ("Error" in line and "SensorDaemon" in line):
-            text = line.split(" - ", 3)[-1][:200]
-            if text not in seen:
+    for name in ("daemon", "code"):
+        for line in stack.log_tail(name, 500_000).splitlines():
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            if not re.search(r"ERROR|CRITICAL|WARNING|Error:", line) or " - INFO - " in line:
+                continue
+            text = f"{'code server' if name == 'code' else name}: {line.split(' - ', 3)[-1].strip()[:180]}"
+            if re.sub(r"\d+", "#", text) not in {re.sub(r"\d+", "#", t) for t in seen}:
                 seen.append(text)
-    return seen[:5]
+    return seen[:4]
 
 
 def _remove_policy_containers() -> None:
@@ -635,13 +666,19 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        seen = "; ".join(row["failed_runs"][:2] + row["sensor_errors"][:1]) or "nothing: no run failed"
+        seen = "; ".join(row["failed_runs"][:2] + row.get("service_errors", [])[:1]) or "nothing: no run failed"
         if row["retried_runs"]:
             seen += f" ({row['retried_runs']} run(s) retried)"
+        if row.get("step_retries"):
+            seen += f"; {row['step_retries']} step retries (warning logged with the error)"
         for name, n in row.get("supervisor_restarts", {}).items():
             seen += f"; the {'code server' if name == 'code' else name} exited and was restarted {n}×"
         if row["rows_failed"]:
             seen += f"; {row['rows_failed']} episode rows recorded as failed ({', '.join(row['failure_reasons'])})"
+        if "api_requests" in row:
+            seen = (f"{row['api_requests']:,} requests at 200 connections: {row['api_5xx']} 5xx, "
+                    f"{row['api_torn_reads']} torn of {row['api_bodies_checked']:,} bodies checked, "
+                    f"latest-weights p99 {row['api_weights_p99_ms']:.0f} ms")  # fmt: skip
         recovery = f"{row['recovery_s']:.0f} s" if row["recovery_s"] is not None else "—"
         published = "yes" if row["weights_published"] else f"**no** ({row['outcome']})"
         lines.append(f"| {row['what']} | {seen.replace('|', '/')} | {recovery} | {row['rows_lost']} | "
