@@ -644,7 +644,7 @@ def _service_errors(stack: Stack) -> list[str]:
     for name in ("daemon", "code"):
         for line in stack.log_tail(name, 500_000).splitlines():
             line = re.sub(r"\x1b\[[0-9;]*m", "", line)
-            if not re.search(r"ERROR|CRITICAL|WARNING|Error:", line) or " - INFO - " in line:
+            if not re.search(r"ERROR|CRITICAL|WARNING|Error:", line) or " - INFO - " in line or "No cursor" in line:
                 continue
             text = f"{'code server' if name == 'code' else name}: {line.split(' - ', 3)[-1].strip()[:180]}"
             if re.sub(r"\d+", "#", text) not in {re.sub(r"\d+", "#", t) for t in seen}:
@@ -664,27 +664,33 @@ def _remove_policy_containers() -> None:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| fault | what the operator sees | recovery | rows lost | rows duplicated | weights published |",
-        "|---|---|---|---|---|---|",
+        "| fault | what the operator sees | weights published | cycle | weights after the fault ended "
+        "| rows lost | rows duplicated |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        seen = "; ".join(row["failed_runs"][:2] + row.get("service_errors", [])[:1]) or "nothing: no run failed"
+        seen = "; ".join(row["failed_runs"][:2] + row.get("service_errors", [])[:1])
         if row["retried_runs"]:
-            seen += f" ({row['retried_runs']} run(s) retried)"
+            seen += f" ({row['retried_runs']} run(s) retried by run retries)"
         if row.get("step_retries"):
-            seen += f"; {row['step_retries']} step retries (warning logged with the error)"
+            seen += f"; {row['step_retries']} step retries, each a warning with the error"
         for name, n in row.get("supervisor_restarts", {}).items():
-            seen += f"; the {'code server' if name == 'code' else name} exited and was restarted {n}×"
+            seen += f"; the {'code server' if name == 'code' else name} exited and its supervisor restarted it {n}×"
+        # The demo's copycat and typo are always rejected; other rejections are the fault's.
+        rejected = [r for r in row.get("commitments_rejected", []) if not r.startswith(("uid 3:", "uid 4:"))]
+        if rejected:
+            seen += "; commitment " + "; ".join(rejected)
         if row["rows_failed"]:
             seen += f"; {row['rows_failed']} episode rows recorded as failed ({', '.join(row['failure_reasons'])})"
         if "api_requests" in row:
-            seen = (f"{row['api_requests']:,} requests at 200 connections: {row['api_5xx']} 5xx, "
+            seen = (f"{row['api_requests']:,} requests: {row['api_5xx']} 5xx, "
                     f"{row['api_torn_reads']} torn of {row['api_bodies_checked']:,} bodies checked, "
-                    f"latest-weights p99 {row['api_weights_p99_ms']:.0f} ms")  # fmt: skip
-        recovery = f"{row['recovery_s']:.0f} s" if row["recovery_s"] is not None else "—"
+                    f"latest-weights p99 {row['api_weights_p99_ms']:.0f} ms, the cycle on the same cores")  # fmt: skip
+        seen = seen.strip("; ") or "nothing: no run failed"
+        after = f"{row['recovery_s']:.0f} s" if row["recovery_s"] is not None else "—"
         published = "yes" if row["weights_published"] else f"**no** ({row['outcome']})"
-        lines.append(f"| {row['what']} | {seen.replace('|', '/')} | {recovery} | {row['rows_lost']} | "
-                     f"{row['rows_duplicated']} | {published} |")  # fmt: skip
+        lines.append(f"| {row['what']} | {seen.replace('|', '/')} | {published} | {row['cycle_s']:.0f} s | {after} | "
+                     f"{row['rows_lost']} | {row['rows_duplicated']} |")  # fmt: skip
     return "\n".join(lines)
 
 
