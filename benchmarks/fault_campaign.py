@@ -669,7 +669,8 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        seen = "; ".join(row["failed_runs"][:2] + row.get("service_errors", [])[:1])
+        errors = [e for e in row.get("service_errors", []) if "No cursor" not in e]  # Dagster's start-up notes
+        seen = "; ".join(row["failed_runs"][:2] + errors[:1])
         if row["retried_runs"]:
             seen += f" ({row['retried_runs']} run(s) retried by run retries)"
         if row.get("step_retries"):
