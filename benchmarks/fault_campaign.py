@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -278,13 +279,17 @@ HOG_REPO = "campaign/memory-hog"
 
 
 def add_memory_hog(stack: Stack, uid: int = 5) -> None:
-    """Publish benchmarks/policies/memory_hog to the local hub and commit it on the chain as `uid`."""
+    """Publish the memory hog (benchmarks/policies/memory_hog/policy.py in the random example
+    miner) to the local hub and commit it on the chain as `uid`."""
     from kinitro_dagster.miners.chain import ChainCommitment, FileChain, write_chain_file
     from kinitro_dagster.miners.hub import publish_to_cache
 
     chain = FileChain(stack.state / "chain.yaml")
     head = chain.head().number
-    hog = REPO / "benchmarks" / "policies" / "memory_hog"
+    # The random example miner's server and wire types, with the hog's policy in place of its own.
+    hog = stack.root / "memory_hog"
+    shutil.copytree(REPO / "examples" / "miners" / "random_policy", hog)
+    shutil.copy(REPO / "benchmarks" / "policies" / "memory_hog" / "policy.py", hog / "policy.py")
     revision = publish_to_cache(hog, HOG_REPO, cache_dir=stack.state / "hub")
     commitment = ChainCommitment(uid, "5CampaignHog", f"{HOG_REPO}:{revision[:8]}", 150)
     miners = [*chain.commitments(at_block=head), commitment]
