@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from kinitro_dagster.miners.chain import ChainCommitment
-from kinitro_dagster.miners.commitments import CommitmentError, parse_commitment
+from kinitro_dagster.miners.commitments import CommitmentError, parse_commitment, storable
 from kinitro_dagster.miners.hub import Snapshot, SnapshotFetchError
 from kinitro_dagster.warehouse.records import CommitmentRecord, CommitmentStatus
 
@@ -34,7 +34,7 @@ def _resolve_one(
     commitment: ChainCommitment, *, fetch: FetchSnapshot, record_first_seen: RecordFirstSeen
 ) -> CommitmentRecord:
     base = CommitmentRecord(
-        uid=commitment.uid, hotkey=commitment.hotkey, raw=commitment.raw,
+        uid=commitment.uid, hotkey=commitment.hotkey, raw=storable(commitment.raw),
         commit_block=commitment.block, status=CommitmentStatus.OK,
     )
     try:
