@@ -1,9 +1,14 @@
 """A cycle over both built-in families on the embedded default: MetaWorld and Genesis partitions in the
 same assets, real policy servers over HTTP, weights from both families.
 
-The chain's head (block 1300 of a chain named "two-families") gives the humanoid's episode 1 a
-navigate task the scripted expert's G1 baseline reaches (its landings cover ~20 % of navigate
-targets); episode 0 is one it cannot do, so it stands through it."""
+The chain's head (block 1300 of a chain named "two-families") gives the humanoid's episode 0 a push
+task (an object 1.19 m away, to be pushed to its destination), which neither policy can do, and
+episode 1 a navigate task whose target is 0.96 m from the feet: the scripted expert's G1 baseline
+reaches it by falling onto it (its landings cover ~20 % of navigate targets). A fall lands ~0.8-1.1 m
+from the feet, so the random policy's falls can land there too: whether they do depends on the last
+bits of this host's physics (two machines' runs: 70 and 59 steps, both on the target), so it is not
+asserted. What is asserted holds on any host: the expert dominates (it alone solves reach), the
+push is beyond both, and every row is a clean episode."""
 
 from __future__ import annotations
 
@@ -80,7 +85,8 @@ def test_a_cycle_over_metaworld_and_genesis(tmp_path: Path) -> None:
     (_, _, stood, stood_steps, *_), (_, _, reached, reached_steps, *_) = by_uid[0]
     assert not stood and stood_steps == MAX_STEPS
     assert reached and reached_steps < MAX_STEPS
-    # The random policy plays joint targets until it falls or runs out of steps, and reaches nothing.
-    assert not any(success for _, _, success, *_ in by_uid[1]), by_uid[1]
+    # The random policy plays joint targets until it falls or runs out of steps; it cannot push.
+    (_, _, pushed, push_steps, *_), (_, _, _, navigate_steps, *_) = by_uid[1]
+    assert not pushed and push_steps <= MAX_STEPS and navigate_steps <= MAX_STEPS, by_uid[1]
     assert all(success for uid, _, success, *_ in reach if uid == 0)
     assert seen["weights"] == {"0": 1.0, "1": 0.0}
