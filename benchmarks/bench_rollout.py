@@ -72,7 +72,7 @@ from kinitro_dagster.protocol import PolicyAction
 from kinitro_dagster.sim.base import EnvConfig, make_env
 from kinitro_dagster.sim.episode import MinerTarget, run_episode
 from kinitro_dagster.sim.metaworld_fast import accelerate
-from kinitro_dagster.sim.registry import ENV_IDS, env_task_name
+from kinitro_dagster.sim.registry import METAWORLD_ENV_IDS, env_task_name
 from kinitro_dagster.sim.workers import evaluate_partition, usable_cores
 
 ENV_ID = "metaworld/reach-v3"
@@ -192,7 +192,7 @@ def _default_quality(steps: int) -> tuple[float, float]:
 def step_costs_us(seeds: list[int], actions: np.ndarray) -> dict[str, list[float]]:
     """Wall µs of one raw step of each env: [stock, fast], best of 3 (random actions, no render)."""
     costs = {}
-    for env_id in ENV_IDS:
+    for env_id in METAWORLD_ENV_IDS:  # the raw MetaWorld envs (genesis: benchmarks/bench_genesis.py)
         stock, fast = raw_metaworld_env(env_id), accelerate(raw_metaworld_env(env_id))
         best = []
         for env in (stock, fast):
