@@ -16,13 +16,16 @@ import sqlalchemy as sa
 
 from kinitro_dagster.miners.bittensor_chain import ChainUnavailable
 from kinitro_dagster.miners.chain import ChainFileError
+from kinitro_dagster.miners.disk import DiskFull
 from kinitro_dagster.warehouse import WarehouseUnavailable
 from kinitro_dagster.warehouse.errors import first_error_line
 
-# Unreachable or silent chain, a chain file caught mid-write, an unreachable or restarting database.
+# Unreachable or silent chain, a chain file caught mid-write, a full disk under the hub cache or the
+# runtime store (an operator frees it), an unreachable or restarting database.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ChainUnavailable,
     ChainFileError,
+    DiskFull,
     WarehouseUnavailable,
     sa.exc.OperationalError,
     sa.exc.InterfaceError,

@@ -29,7 +29,8 @@ mounts; the build's containers get CPU and memory limits), tagged `kinitro/runti
 
 Failures a miner causes are `RuntimeBuildError(reason)`, one line naming the requirement; the
 evaluator records them as the miner's `deployment_failed` episodes. `RuntimeSetupError` means no
-runtime can be built on this machine at all (uv missing): the evaluator's problem, not a miner's.
+runtime can be built on this machine at all (uv missing), and `DiskFull` that the disk under the
+store (or docker's) is full: the evaluator's problems, not a miner's; they fail the step.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from kinitro_dagster.miners.disk import DiskFull, is_disk_full, reports_disk_full
 from kinitro_dagster.miners.docker_deployment import POLICY_UID
 from kinitro_dagster.settings import executor_default
 from kinitro_dagster.sizes import parse_memory
@@ -319,12 +321,23 @@ def ensure_venv_runtime(policy_dir: Path, settings: RuntimeSettings, target: Tar
 def ensure_runtime(policy_dir: Path, settings: RuntimeSettings, target: Target, builder: Builder) -> Runtime | None:
     """The runtime of what `policy_dir` declares, for `target`: reused when known, else resolved and built.
 
-    None when the policy declares nothing the base runtime lacks. Raises RuntimeBuildError.
+    None when the policy declares nothing the base runtime lacks. Raises RuntimeBuildError, or
+    DiskFull when the store's disk fills up.
     """
     started = time.monotonic()
     declared = declared_requirements(policy_dir)
     if not declared or satisfied_by(declared, target.installed):
         return None
+    try:
+        return _ensure_declared(declared, settings, target, builder, started)
+    except OSError as error:  # the index, the lock or the runtime written to a full disk
+        if is_disk_full(error):
+            raise DiskFull(str(settings.root), "building a miner runtime", str(error)) from error
+        raise
+
+
+def _ensure_declared(declared: list[str], settings: RuntimeSettings, target: Target, builder: Builder,
+                     started: float) -> Runtime:  # fmt: skip
     key = _digest({"declared": sorted(declared), "target": target.identity, "base": list(target.base),
                    "constraints": list(target.constraints), "index": settings.index_identity()})  # fmt: skip
     known = _read_index(settings.root, key)
@@ -361,6 +374,8 @@ def resolve(declared: Sequence[str], target: Target, settings: RuntimeSettings, 
             (work_dir / "constraints.txt").write_text("".join(f"{c}\n" for c in target.constraints))
             command += ["--constraint", "constraints.txt"]
         result = _run_uv(command, work_dir, settings, deadline, "resolving the policy's requirements")
+        if result.returncode != 0 and reports_disk_full(result.stderr):  # uv's cache lives in the store
+            raise DiskFull(str(settings.root), "resolving the policy's requirements", _last_line(result.stderr))
         if result.returncode != 0:
             raise RuntimeBuildError(explain_resolution_failure(result.stderr, declared, target, settings))
         pins = sorted(_normalized_pin(line) for line in (work_dir / "pins.txt").read_text().splitlines()
@@ -504,11 +519,15 @@ class VenvBuilder:
                     _kill_group(process)
             output.seek(0)
             text = output.read().decode("utf-8", "replace")
+        if process.returncode != 0 and reports_disk_full(text):
+            raise DiskFull(str(self.settings.root), "installing the runtime's wheels", _last_line(text))
         if process.returncode != 0:
             raise RuntimeBuildError(f"installing the runtime's wheels failed: {_last_line(text)}")
 
     def _uv(self, args: list[str], cwd: Path, deadline: float, doing: str) -> None:
         result = _run_uv([*uv_command(), *args], cwd, self.settings, deadline, doing)
+        if result.returncode != 0 and reports_disk_full(result.stderr):
+            raise DiskFull(str(self.settings.root), doing, _last_line(result.stderr))
         if result.returncode != 0:
             raise RuntimeBuildError(f"{doing} failed: {_last_line(result.stderr)}")
 
@@ -812,13 +831,13 @@ class ImageBuilder:
                 )  # fmt: skip
                 for chunk in stream:
                     if "error" in chunk:
-                        raise RuntimeBuildError(self._build_failure(chunk["error"], log))
+                        raise self._build_failure(chunk["error"], log)
                     if text := chunk.get("stream", "").strip():
                         log.extend(text.splitlines())
                     if time.monotonic() > deadline + 30:
                         raise RuntimeBuildError(timeout_message(self.settings, "building the runtime image"))
         except (APIError, BuildError) as error:
-            raise RuntimeBuildError(self._build_failure(str(error), log)) from error
+            raise self._build_failure(str(error), log) from error
         except docker.errors.DockerException as error:  # a read timeout: the build went silent past the deadline
             raise RuntimeBuildError(timeout_message(self.settings, "building the runtime image")) from error
         finally:
@@ -840,9 +859,11 @@ class ImageBuilder:
         except ImageNotFound:
             return None
 
-    def _build_failure(self, error: str, log: Sequence[str]) -> str:
+    def _build_failure(self, error: str, log: Sequence[str]) -> RuntimeBuildError | DiskFull:
         if "non-zero code: 124" in error or "exit code: 124" in error:
-            return timeout_message(self.settings, "installing the runtime's wheels")
+            return RuntimeBuildError(timeout_message(self.settings, "installing the runtime's wheels"))
         pip_errors = [line for line in log if line.startswith("ERROR:")]
-        detail = pip_errors[-1] if pip_errors else error.strip().splitlines()[-1]
-        return f"building the runtime image failed: {_without_credentials(detail)[:500]}"
+        detail = _without_credentials(pip_errors[-1] if pip_errors else error.strip().splitlines()[-1])[:500]
+        if reports_disk_full(error) or any(reports_disk_full(line) for line in pip_errors):
+            return DiskFull("docker's storage (`docker system df` shows it)", "building the runtime image", detail)
+        return RuntimeBuildError(f"building the runtime image failed: {detail}")

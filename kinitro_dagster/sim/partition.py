@@ -144,7 +144,8 @@ def prepare_runtimes(
     """Each policy's runtime (None: the base runtime), or the RuntimeBuildError that fails its miner.
 
     Built a few at once; policies with the same declarations share one runtime (one builds, the
-    others wait on its lock and reuse it). A RuntimeSetupError (no uv) or DockerSetupError propagates.
+    others wait on its lock and reuse it). A RuntimeSetupError (no uv), DockerSetupError or DiskFull
+    (the host's disk, not the miner's fault) propagates.
     """
 
     def one(policy: PolicyUnderTest) -> Runtime | RuntimeBuildError | None:

@@ -1,8 +1,9 @@
-"""A chain or database that fails under an asset is a step retry with a doubling wait; an error
-of the asset's own logic is not retried, and the retries end."""
+"""A chain or database that fails under an asset, or a full disk under what it writes, is a step
+retry with a doubling wait; an error of the asset's own logic is not retried, and the retries end."""
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +11,7 @@ import pytest
 
 from kinitro_dagster.defs import retries
 from kinitro_dagster.defs.commitments import miner_commitments
+from kinitro_dagster.miners import hub
 
 CYCLE = "0000001200"  # the demo chain's head block
 
@@ -76,3 +78,26 @@ def test_an_error_of_the_assets_own_logic_is_not_retried(demo_state, monkeypatch
         result = _materialize(demo_state, instance)
 
     assert not result.success and _retries(result) == []
+
+
+def test_a_full_hub_cache_is_retried_and_the_miners_keep_their_commitments(demo_state, monkeypatch):
+    """A snapshot download into a full hub cache (ENOSPC from huggingface_hub's write) fails the step
+    with DiskFull, not the miner with `fetch_failed`; the retry resolves every miner."""
+    monkeypatch.setattr(retries, "FIRST_WAIT_S", 0.05)
+    download, calls = hub.snapshot_download, []
+
+    def disk_full_the_first_time(*args: object, **kwargs: object) -> str:
+        calls.append(args)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return download(*args, **kwargs)
+
+    monkeypatch.setattr(hub, "snapshot_download", disk_full_the_first_time)
+    with dg.instance_for_test() as instance:
+        result = _materialize(demo_state, instance)
+
+    assert result.success and len(_retries(result)) == 1
+    warning = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    assert "DiskFull" in str(warning.event_specific_data.error.cause or warning.event_specific_data.error)
+    statuses = [r.status.value for r in demo_state["warehouse"].store().commitments(CYCLE)]
+    assert sorted(statuses) == ["duplicate", "ok", "ok", "ok", "unparseable"]  # the demo chain: no fetch_failed

@@ -13,12 +13,15 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kinitro_dagster.miners.deployments import DeploymentError, LocalDeployment
+from kinitro_dagster.miners.disk import DiskFull
 from kinitro_dagster.miners.policy_client import PolicyClient
+from kinitro_dagster.miners.runtime_store import stored_runtimes
 from kinitro_dagster.miners.runtimes import (
     PYPI_SIMPLE,
     RuntimeBuildError,
@@ -230,6 +233,45 @@ def test_unbuildable_runtimes_fail_only_their_own_miner(own_runtime, runtimes_ro
     assert by_uid[4][0].error.endswith(f"over the {limit_mib} MiB limit (KINITRO_EXECUTOR_MINER_RUNTIME_MAX_SIZE)")
     for uid in (2, 3, 4):
         print(f"uid {uid}: {by_uid[uid][0].error}")
+
+
+
+@pytest.fixture
+def full_disk(tmp_path) -> Iterator[Path]:
+    """A runtime store on its own 8 MiB tmpfs: too small for the base set's wheels (numpy alone is more)."""
+    root = tmp_path / "small-disk" / "runtimes"
+    root.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "kinitro-test", str(root)],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs needs root: {mounted.stderr.strip()}")
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", "--lazy", str(root)], check=False)
+
+
+def test_a_full_disk_under_the_store_is_the_hosts_fault_and_the_partition_resumes_once_freed(full_disk, tmp_path):
+    """Not the miner's `deployment_failed`: the partition raises DiskFull (its step is retried), leaves
+    no half-built runtime, and plays every miner once the disk has room (an operator freed it)."""
+    policies = [PolicyUnderTest(1, make_policy(tmp_path, "cowsay", f"{OWN_PACKAGE}==6.1\n", imports=OWN_PACKAGE)),
+                PolicyUnderTest(2, RANDOM_POLICY)]  # fmt: skip
+    settings = PartitionSettings(env=EnvConfig(max_steps=5, use_images=False), max_workers=1,
+                                 runtimes=RuntimeSettings(root=full_disk, build_timeout_s=300))  # fmt: skip
+
+    with pytest.raises(DiskFull) as raised:
+        evaluate_env_partition("metaworld/reach-v3", policies, [11], settings)
+    message = str(raised.value)
+    print(f"\n{message}")
+    assert message.startswith(f"disk full under {full_disk} while ") and "not the miner's" in message
+    assert "kinitro runtimes prune" in message
+    assert stored_runtimes(full_disk, images=False) == [] and not list(full_disk.glob(".build-*"))
+    assert not list((full_disk / "index").glob("*.json"))
+
+    subprocess.run(["mount", "-o", "remount,size=1g", str(full_disk)], check=True)
+    records = evaluate_env_partition("metaworld/reach-v3", policies, [11], settings)
+    assert [(r.uid, r.error_kind, r.steps) for r in records] == [(1, None, 5), (2, None, 5)]
+    assert [r.kind for r in stored_runtimes(full_disk, images=False)] == ["venv"]
 
 
 def test_uv_is_found_without_any_path_setup():
