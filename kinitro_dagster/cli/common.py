@@ -35,6 +35,7 @@ def operator_errors() -> Iterator[None]:
 def policy_python(policy_dir: Path, settings, own_runtime: bool) -> str:
     """The interpreter that serves the policy: its runtime's (built or reused, as local eval mode
     does), or this venv's when it declares nothing more, or with --no-runtime."""
+    from kinitro_dagster.miners.disk import DiskFull
     from kinitro_dagster.miners.runtimes import RuntimeBuildError, RuntimeSettings, ensure_venv_runtime
     from kinitro_dagster.settings import state_dir
 
@@ -49,6 +50,8 @@ def policy_python(policy_dir: Path, settings, own_runtime: bool) -> str:
         runtime = ensure_venv_runtime(policy_dir, runtime_settings)
     except RuntimeBuildError as exc:
         raise click.ClickException(f"the policy's runtime cannot be built: {exc.reason}") from exc
+    except DiskFull as exc:
+        raise click.ClickException(str(exc)) from exc
     if runtime is None:
         click.echo("runtime: this venv (the policy declares nothing it lacks)")
         return sys.executable

@@ -22,7 +22,7 @@ class DiskFull(RuntimeError):
         self.where = where
         said = f": {detail}" if detail else ""
         super().__init__(f"disk full under {where} while {doing}{said}. This host's fault, not the miner's: "
-                         f"free space there ({PRUNE_HINT}); the step is retried")  # fmt: skip
+                         f"free space there ({PRUNE_HINT})")  # fmt: skip
 
 
 def is_disk_full(error: BaseException) -> bool:
