@@ -11,21 +11,19 @@ dependency solving and response classes would otherwise cost more than the rest 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import cached_property
 
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kinitro_dagster.audit.attestation import attested_fields
 from kinitro_dagster.warehouse import Warehouse
 from kinitro_dagster.warehouse.records import WeightsRecord
 from weights_api.models import WeightsMetadata, WeightsResponse, WeightsU16
+from weights_api.revalidated import Revalidated
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +95,7 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 class LatestWeightsCache:
     def __init__(self, warehouse: Warehouse, ttl_s: float = LATEST_TTL_S) -> None:
         self._warehouse = warehouse
-        self._ttl_s = ttl_s
-        self._entry: SerializedBody | None = None
-        self._checked_at: float | None = None
-        self._lock = asyncio.Lock()
+        self._latest = Revalidated(self._read, ttl_s, "latest weights")
 
     async def get(self) -> SerializedBody | None:
         """The latest weights, serialized; None when none were ever published.
@@ -109,43 +104,25 @@ class LatestWeightsCache:
         with something cached, a failed revalidation serves the cached weights (validators keep
         getting the last published weights through a database blip; /health reports it).
         """
-        if self._fresh():
-            return self._entry
-        if self._lock.locked() and self._checked_at is not None:
-            return self._entry  # another request is revalidating; don't queue behind it
-        async with self._lock:
-            if not self._fresh():
-                await run_in_threadpool(self._revalidate)
-        return self._entry
+        return await self._latest.get()
 
     def peek(self) -> SerializedBody | None:
         """The cached weights when `get()` would return them without waiting (fresh, or being
         revalidated by another request); None when a caller has to go through `get()`."""
-        if self._entry is not None and (self._fresh() or self._lock.locked()):
-            return self._entry
-        return None
+        return self._latest.peek()
 
-    def _fresh(self) -> bool:
-        return self._checked_at is not None and time.monotonic() - self._checked_at < self._ttl_s
-
-    def _revalidate(self) -> None:
-        try:
-            version = self._warehouse.latest_weights_version()
-            if version is None:
-                self._entry = None
-            elif self._entry is None or self._entry.version != version:
-                record = self._warehouse.weights_for_cycle(version[0])
-                self._entry = serialize_weights(record) if record else None
-                if record:
-                    log.info(
-                        "latest weights changed",
-                        extra={"cycle_key": record.cycle_key, "block": record.block, "miners": len(record.weights)},
-                    )
-        except Exception:
-            if self._entry is None:
-                raise
-            log.exception("latest weights: revalidation failed; serving the cached weights")
-        self._checked_at = time.monotonic()
+    def _read(self, cached: SerializedBody | None) -> SerializedBody | None:
+        version = self._warehouse.latest_weights_version()
+        if version is None:
+            return None
+        if cached is not None and cached.version == version:
+            return cached
+        record = self._warehouse.weights_for_cycle(version[0])
+        if record is None:
+            return None
+        log.info("latest weights changed",
+                 extra={"cycle_key": record.cycle_key, "block": record.block, "miners": len(record.weights)})
+        return serialize_weights(record)
 
 
 class LatestWeightsFastPath:

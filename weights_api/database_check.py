@@ -7,12 +7,8 @@ request in its window, so a report is at most `ttl_s` old.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
-from starlette.concurrency import run_in_threadpool
-
 from kinitro_dagster.warehouse import Warehouse, WarehouseUnavailable
+from weights_api.revalidated import Revalidated
 
 HEALTH_TTL_S = 1.0
 
@@ -20,24 +16,15 @@ HEALTH_TTL_S = 1.0
 class DatabaseCheck:
     def __init__(self, warehouse: Warehouse, ttl_s: float = HEALTH_TTL_S) -> None:
         self._warehouse = warehouse
-        self._ttl_s = ttl_s
-        self._error: str | None = None
-        self._checked_at: float | None = None
-        self._lock = asyncio.Lock()
+        self._last = Revalidated(self._check, ttl_s, "the database check")
 
     async def error(self) -> str | None:
         """None when the database answered the latest check; otherwise why it cannot be used."""
-        if self._fresh() or (self._lock.locked() and self._checked_at is not None):
-            return self._error
-        async with self._lock:
-            if not self._fresh():
-                try:
-                    await run_in_threadpool(self._warehouse.ping)
-                    self._error = None
-                except WarehouseUnavailable as exc:
-                    self._error = str(exc)
-                self._checked_at = time.monotonic()
-        return self._error
+        return await self._last.get()
 
-    def _fresh(self) -> bool:
-        return self._checked_at is not None and time.monotonic() - self._checked_at < self._ttl_s
+    def _check(self, _previous: str | None) -> str | None:
+        try:
+            self._warehouse.ping()
+        except WarehouseUnavailable as exc:
+            return str(exc)
+        return None

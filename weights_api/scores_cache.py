@@ -9,17 +9,14 @@ in between; a given cycle's version is read on every request, which costs the sa
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
 from collections import OrderedDict
-
-from starlette.concurrency import run_in_threadpool
 
 from kinitro_dagster.warehouse import Warehouse, WarehouseUnavailable
 from kinitro_dagster.warehouse.records import ScoresVersion
 from weights_api.cache import LATEST_TTL_S, SerializedBody
 from weights_api.models import ScoresResponse
+from weights_api.revalidated import Revalidated
 
 CACHED_CYCLES = 16  # bodies kept, least recently served dropped first (~170 KB each at full size)
 _BUILD_ATTEMPTS = 3  # rebuilds when the scores are rewritten while being read
@@ -28,29 +25,16 @@ _BUILD_ATTEMPTS = 3  # rebuilds when the scores are rewritten while being read
 class ScoresCache:
     def __init__(self, warehouse: Warehouse, ttl_s: float = LATEST_TTL_S) -> None:
         self._warehouse = warehouse
-        self._ttl_s = ttl_s
         self._bodies: OrderedDict[str, SerializedBody] = OrderedDict()
         self._bodies_lock = threading.Lock()  # cycle bodies are read from the thread pool
-        self._latest: SerializedBody | None = None
-        self._checked_at: float | None = None
-        self._latest_lock = asyncio.Lock()
+        self._latest = Revalidated(lambda _cached: self.body(None), ttl_s, "latest scores")
 
     async def latest(self) -> SerializedBody | None:
         """The newest scored cycle's body; None when no cycle has scores.
 
         Raises what the warehouse raised when it cannot be read and nothing is cached; with a body
         cached, a failed check serves it (as the latest weights do through a database blip)."""
-        if self._fresh() or (self._latest_lock.locked() and self._checked_at is not None):
-            return self._latest
-        async with self._latest_lock:
-            if not self._fresh():
-                try:
-                    self._latest = await run_in_threadpool(self.body, None)
-                except Exception:
-                    if self._latest is None:
-                        raise
-                self._checked_at = time.monotonic()
-        return self._latest
+        return await self._latest.get()
 
     def body(self, cycle_key: str | None) -> SerializedBody | None:
         """`cycle_key`'s scores body (the newest scored cycle's when None); None without scores.
@@ -80,9 +64,6 @@ class ScoresCache:
                 return None
             self._bodies.move_to_end(version.cycle_key)
             return cached
-
-    def _fresh(self) -> bool:
-        return self._checked_at is not None and time.monotonic() - self._checked_at < self._ttl_s
 
     def _build(self, version: ScoresVersion) -> SerializedBody:
         store = self._warehouse
