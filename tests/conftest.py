@@ -124,13 +124,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'warehouse' / 'warehouse.db'}"
         return
-    session_url = request.getfixturevalue("postgres_session_database")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    _run_in_database(session_url, f'CREATE SCHEMA "{schema}"')
-    try:
-        yield _with_search_path(session_url, schema)
-    finally:
-        _run_in_database(session_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with request.getfixturevalue("postgres_schema")() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_schema(postgres_session_database: str) -> Callable[[], contextlib.AbstractContextManager[str]]:
+    """`with postgres_schema() as url`: the URL of a new, empty schema in the session's PostgreSQL
+    database (selected by `options=-csearch_path=...`), dropped when the block ends."""
+
+    @contextlib.contextmanager
+    def schema_url() -> Iterator[str]:
+        schema = f"t_{uuid.uuid4().hex[:16]}"
+        _run_in_database(postgres_session_database, f'CREATE SCHEMA "{schema}"')
+        try:
+            yield _with_search_path(postgres_session_database, schema)
+        finally:
+            _run_in_database(postgres_session_database, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    return schema_url
 
 
 def _run_in_database(url: str, sql: str) -> None:

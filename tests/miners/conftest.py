@@ -1,7 +1,9 @@
-"""Fixtures of the miners tests: a real dockerd with the miner-runner image (docker mode)."""
+"""Fixtures of the miners tests: a real dockerd with the miner-runner image (docker mode), and the
+fuzz modules' figures."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,3 +51,18 @@ def our_containers() -> list[str]:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return out.split()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_fuzz_figures(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A fuzz module keeps `FIGURES` (test name -> its counts, a dataclass); with KINITRO_FUZZ_FIGURES
+    set to a file path, they are appended to it as JSON lines when the module ends."""
+    yield
+    figures = getattr(request.module, "FIGURES", None)
+    path = os.environ.get("KINITRO_FUZZ_FIGURES")
+    if path and figures:
+        with open(path, "a") as out:
+            for name, counts in figures.items():
+                out.write(json.dumps({"test": name, **vars(counts)}) + "\n")
+    if figures:
+        figures.clear()

@@ -12,11 +12,8 @@ file path to have each append its figures (inputs, outcomes) to it as JSON.
 from __future__ import annotations
 
 import collections
-import json
-import os
 import re
 import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -148,17 +145,6 @@ class Figures:
 FIGURES: dict[str, Figures] = collections.defaultdict(Figures)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _report_figures() -> Iterator[None]:
-    yield
-    path = os.environ.get("KINITRO_FUZZ_FIGURES")
-    if path and FIGURES:
-        with open(path, "a") as out:
-            for name, figures in FIGURES.items():
-                out.write(json.dumps({"test": name, **vars(figures)}) + "\n")
-    FIGURES.clear()
-
-
 def reason_kind(reason: str) -> str:
     """A rejection's reason without its particulars: 'repo … is not a HuggingFace repo id'."""
     return re.sub(r"'[^']*'|\"[^\"]*\"|U\+[0-9A-F]+|\d+", "…", reason.split(";")[0])
@@ -269,30 +255,12 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         WarehouseResource(database_url=url).store()
         yield url
         return
-    import psycopg2
-    from sqlalchemy import make_url
-
-    session_url = request.getfixturevalue("postgres_session_database")
-    schema = f"fuzz_{uuid.uuid4().hex[:12]}"
-
-    def run(sql: str) -> None:
-        conn = psycopg2.connect(session_url, connect_timeout=5)
-        conn.autocommit = True
+    with request.getfixturevalue("postgres_schema")() as url:
+        store = WarehouseResource(database_url=url).store()
         try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
+            yield url
         finally:
-            conn.close()
-
-    run(f'CREATE SCHEMA "{schema}"')
-    url = make_url(session_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    url = url.render_as_string(hide_password=False)
-    store = WarehouseResource(database_url=url).store()
-    try:
-        yield url
-    finally:
-        store.dispose()
-        run(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            store.dispose()
 
 
 def resolve_test(name: str, max_examples: int):

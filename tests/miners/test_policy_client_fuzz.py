@@ -867,17 +867,6 @@ class Figures:
 FIGURES: dict[str, Figures] = collections.defaultdict(Figures)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _report_figures() -> Iterator[None]:
-    yield
-    path = os.environ.get("KINITRO_FUZZ_FIGURES")
-    if path and FIGURES:
-        with open(path, "a") as out:
-            for name, figures in FIGURES.items():
-                out.write(json.dumps({"test": name, **{k: v for k, v in vars(figures).items()}}) + "\n")
-    FIGURES.clear()
-
-
 @dataclass(frozen=True)
 class Call:
     """One of the client's calls, and what it returns for a 2xx body (or the PolicyError it raises)."""
