@@ -18,11 +18,11 @@ _MARKERS = ("no space left on device", "os error 28", "disk quota exceeded", "os
 class DiskFull(RuntimeError):
     """No space left where the cycle writes; the message names the place, what was written, and the fix."""
 
-    def __init__(self, where: str, doing: str, detail: str = "") -> None:
-        self.where = where
+    def __init__(self, where: str, doing: str, detail: str = "", *, fix: str | None = PRUNE_HINT) -> None:
         said = f": {detail}" if detail else ""
+        how = f" ({fix})" if fix else ""
         super().__init__(f"disk full under {where} while {doing}{said}. This host's fault, not the miner's: "
-                         f"free space there ({PRUNE_HINT})")  # fmt: skip
+                         f"free space there{how}")  # fmt: skip
 
 
 def is_disk_full(error: BaseException) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi, snapshot_download
-from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub.errors import HFValidationError
 
 from kinitro_dagster.miners.disk import DiskFull, is_disk_full
 
@@ -38,11 +38,10 @@ def fetch_snapshot(repo: str, revision: str, *, cache_dir: Path, token: str | No
     try:
         path = snapshot_download(repo, revision=full_revision, cache_dir=cache_dir, token=token,
                                  local_files_only=_offline())
-    except OSError as exc:
+    except (OSError, HFValidationError) as exc:  # OSError: also the hub's not-found and HTTP errors
         if is_disk_full(exc):  # a download into a full cache: this host's fault, the miner keeps its place
-            raise DiskFull(str(cache_dir), f"fetching {repo}@{full_revision[:12]}", _first_line(exc)) from exc
-        raise SnapshotFetchError(f"cannot fetch {repo}@{full_revision[:12]}: {_first_line(exc)}") from exc
-    except (LocalEntryNotFoundError, RepositoryNotFoundError, HFValidationError) as exc:
+            raise DiskFull(str(cache_dir), f"fetching {repo}@{full_revision[:12]}", _first_line(exc),
+                           fix=None) from exc  # fmt: skip
         raise SnapshotFetchError(f"cannot fetch {repo}@{full_revision[:12]}: {_first_line(exc)}") from exc
     snapshot_path = Path(path)
     return Snapshot(repo=repo, revision=full_revision, path=snapshot_path, content_hash=content_hash(snapshot_path))

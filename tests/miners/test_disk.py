@@ -45,3 +45,6 @@ def test_the_message_names_the_place_and_the_fix():
     message = str(DiskFull("/var/lib/kinitro/runtimes", "installing the runtime's wheels", "os error 28"))
     assert message.startswith("disk full under /var/lib/kinitro/runtimes while installing the runtime's wheels: ")
     assert "not the miner's" in message and "kinitro runtimes prune" in message
+    # The hub cache holds snapshots, not runtimes: no prune hint there.
+    hub = str(DiskFull("/var/lib/kinitro/hub", "fetching demo/expert@0123456789ab", fix=None))
+    assert hub.endswith("not the miner's: free space there") and "prune" not in hub
