@@ -9,6 +9,7 @@ imports the other for it.
   (MetaWorld's arm), or `.joint_pos_target` (the genesis family's humanoid).
 - `parse_action`: what a policy may send back, checked.
 - `encode_image`: an image or depth map as Kinitro's `EncodedImage` (raw bytes, shape, dtype name).
+- `ObservationRequest` / `observation_request`: what a policy's `/health` says it reads (below).
 - `ErrorKind`: why an episode ended early (stored in `episodes.error_kind`), and `PolicyError`,
   which carries one.
 
@@ -25,6 +26,14 @@ Action policy (what a policy may send back): either the end-effector channels or
   any key in `continuous` other than these three (a policy speaking another action schema would
   otherwise be silently half-obeyed). `discrete` and `extra` are ignored. An env given the other
   schema's action refuses it (`bad_action`, naming what it takes).
+
+Observation negotiation (what a policy may declare it reads): `/health` may answer with
+`"observation": {"cameras": [names], "depth": bool}`. The evaluator then renders and sends only
+those of the env's cameras (none for `[]`: a proprio-only policy) and depth maps only when `depth`
+is true, so it spends no frames nobody reads. A policy that declares nothing, or `cameras: null`,
+gets every camera and depth map the env renders, as Kinitro's miners do. Any policy may ask for
+any camera, so the choice is the miner's and fair by construction. A declaration that is not of
+this shape is logged and read as no declaration (the policy gets everything, never less).
 """
 
 from __future__ import annotations
@@ -46,6 +55,34 @@ class PolicyAction:
     ee_twist: np.ndarray | None = None  # shape (6,), float; linear part [:3] drives the end effector
     gripper: float = 0.0  # [0, 1]; 1 = closed
     joint_pos_target: np.ndarray | None = None  # per joint, [-1, 1] around the default pose
+
+
+@dataclass(frozen=True)
+class ObservationRequest:
+    """The observation channels a policy reads (module docstring, "Observation negotiation")."""
+
+    cameras: tuple[str, ...] | None = None  # None: every camera the env renders
+    depth: bool = True
+
+
+def observation_request(health: dict) -> ObservationRequest | None:
+    """The policy's declaration in its `/health` answer; None when it declares nothing.
+
+    `ValueError` (naming the problem) for a declaration of another shape: the caller logs it and
+    treats the policy as declaring nothing.
+    """
+    declared = health.get("observation")
+    if declared is None:
+        return None
+    if not isinstance(declared, dict):
+        raise ValueError(f"/health observation must be an object, got {type(declared).__name__}")
+    cameras = declared.get("cameras")
+    if cameras is not None and not (isinstance(cameras, list) and all(isinstance(c, str) for c in cameras)):
+        raise ValueError(f"/health observation.cameras must be a list of camera names or null, got {cameras!r}")
+    depth = declared.get("depth", True)
+    if not isinstance(depth, bool):
+        raise ValueError(f"/health observation.depth must be true or false, got {depth!r}")
+    return ObservationRequest(cameras=None if cameras is None else tuple(cameras), depth=depth)
 
 
 class ErrorKind(enum.StrEnum):

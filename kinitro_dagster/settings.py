@@ -155,6 +155,10 @@ class ExecutorSettings(BaseSettings):
     # friction by U(0.8, 1.2) and every joint's damping by U(0.9, 1.1), drawn from its seed and
     # applied to the model's original values. Not in the operator's guide (Kinitro always does it).
     physics_randomization: bool = True
+    # Fraction of each large MetaWorld mesh's triangles the cameras draw (sim/mesh_detail.py): a
+    # frame's cost under software GL is its triangles. 1.0 draws the full meshes (frames as before
+    # this setting, ~2.4x the time); the default's frames are within mesh_detail.FRAME_TOLERANCE.
+    render_mesh_detail: float = Field(default=0.2, gt=0, le=1)
     max_workers: OptionalCount = None  # parallel miner shards in a partition; None: the cores given
     # Miners each worker plays at once (one env each): it steps whichever miner's policy has answered,
     # so its core does not idle while a policy computes. Each costs one more env in memory.

@@ -107,7 +107,6 @@ def env_test(
     from kinitro_dagster.settings import ExecutorSettings
     from kinitro_dagster.sim.base import EnvConfig, make_env
     from kinitro_dagster.sim.episode import run_episode
-    from kinitro_dagster.sim.frames import FrameSavingEnv
     from kinitro_dagster.sim.registry import validate_env_id
 
     settings = ExecutorSettings()
@@ -121,12 +120,11 @@ def env_test(
             use_images=use_images,
             privileged_state=settings.privileged_state if privileged is None else privileged,
             physics_randomization=settings.physics_randomization,
+            render_mesh_detail=settings.render_mesh_detail,
         )
-        sim = make_env(env_id, config)
+        sim = make_env(env_id, config)  # a bad config is refused before any server starts
     except (ValueError, ImportError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if save_images is not None:
-        sim = FrameSavingEnv(sim, save_images)
     click.echo(f"{env_id}: {episodes} episode(s) of {policy_dir} (images {'on' if use_images else 'off'}, "
                f"privileged state {'on' if config.privileged_state else 'off'}, {config.max_steps} steps)")  # fmt: skip
     python = policy_python(policy_dir, settings, settings.miner_runtimes if own_runtime is None else own_runtime)
@@ -134,6 +132,7 @@ def env_test(
     try:
         with LocalDeployment(policy_dir, python=python,
                              warmup_timeout=settings.miner_deployment_warmup_timeout) as server:
+            sim = _env_for(sim, server.observation, save_images)
             client = PolicyClient(server.base_url, action_timeout=act_timeout or settings.action_timeout)
             with client:
                 successes = 0
@@ -158,6 +157,21 @@ def env_test(
         click.echo(f"frames written under {save_images}/episode_NNN/<camera>_<step>.png")
     if failures:
         raise SystemExit(1)
+
+
+def _env_for(sim, request, save_images: Path | None):
+    """`sim`, or the env the evaluator builds instead for what this policy's /health declared it reads."""
+    from kinitro_dagster.sim.base import make_env, observed_config
+    from kinitro_dagster.sim.frames import FrameSavingEnv
+
+    observed = observed_config(sim.env_id, sim.config, request)
+    if observed != sim.config:
+        sent = ", ".join(observed.cameras) if observed.use_images else "no camera"
+        click.echo(f"the policy's /health declares what it reads: sending {sent}"
+                   f"{'' if observed.depth else ', no depth'}")  # fmt: skip
+        sim.close()
+        sim = make_env(sim.env_id, observed)
+    return FrameSavingEnv(sim, save_images) if save_images is not None and observed.use_images else sim
 
 
 def _describe_episode(record, first_success: int | None) -> str:

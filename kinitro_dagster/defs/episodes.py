@@ -94,7 +94,7 @@ def episode_results(
             "episode settings": dg.MetadataValue.json({
                 k: getattr(config, k) for k in ("episodes_per_env", "max_timesteps", "action_timeout",
                                                 "eval_timeout", "use_images", "privileged_state",
-                                                "physics_randomization")}),
+                                                "physics_randomization", "render_mesh_detail")}),
             "run settings": dg.MetadataValue.json({**evaluator.run_settings(), **_process_settings()}),
             "wall_seconds": round(elapsed, 2),
             "steps_per_second": round(steps / elapsed, 1) if elapsed > 0 else 0.0,

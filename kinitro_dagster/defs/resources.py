@@ -148,6 +148,7 @@ class Evaluator(dg.ConfigurableResource):
     use_images: bool = _DEFAULTS["use_images"]
     privileged_state: bool = _DEFAULTS["privileged_state"]
     physics_randomization: bool = _DEFAULTS["physics_randomization"]
+    render_mesh_detail: float = _DEFAULTS["render_mesh_detail"]
     max_workers: int | None = _DEFAULTS["max_workers"]
     # Miners a worker plays at once, stepping one env while other policies compute.
     miners_per_worker: int | None = _DEFAULTS["miners_per_worker"]
@@ -210,7 +211,8 @@ class Evaluator(dg.ConfigurableResource):
         `cycle_key`: the cycle's partitions share their policy deployments (docker mode)."""
         env_config = EnvConfig(max_steps=cycle.max_timesteps, use_images=cycle.use_images,
                                privileged_state=cycle.privileged_state,
-                               physics_randomization=cycle.physics_randomization)
+                               physics_randomization=cycle.physics_randomization,
+                               render_mesh_detail=cycle.render_mesh_detail)
         settings = PartitionSettings(
             env=env_config, client=ClientSettings(action_timeout=cycle.action_timeout),
             warmup_timeout=self.miner_deployment_warmup_timeout, eval_timeout=cycle.eval_timeout,
@@ -235,6 +237,7 @@ def cycle_configuration(env_ids: Sequence[str], cycle_config: CycleConfig, evalu
         use_images=evaluator.use_images, privileged_state=evaluator.privileged_state,
         pareto_temperature=cycle_config.pareto_temperature, cycle_timeout_seconds=cycle_config.cycle_timeout_seconds,
         code_version=code_version(), physics_randomization=evaluator.physics_randomization,
+        render_mesh_detail=evaluator.render_mesh_detail,
     )
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal, Protocol, Self, runtime_checkable
 
 from kinitro_dagster.miners.policy_client import PolicyClient, unix_socket_url
-from kinitro_dagster.protocol import PolicyError
+from kinitro_dagster.protocol import ObservationRequest, PolicyError, observation_request
 from kinitro_dagster.settings import executor_default
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,8 @@ class ServedDeployment:
     warmup_timeout: float
     _launched_at: float
     warmup_s: float | None = None  # launch to the first healthy answer, once started
+    # What its first healthy /health declared it reads (protocol: "Observation negotiation").
+    observation: ObservationRequest | None = None
 
     def launch(self) -> None:
         raise NotImplementedError
@@ -137,15 +139,23 @@ class ServedDeployment:
                     raise DeploymentError(self._exited_message())
                 if self._ready_to_ask():
                     try:
-                        client.health(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
+                        health = client.health(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
                     except PolicyError as error:
                         last_error = str(error)
                     else:
+                        self.observation = self._declared_observation(health)
                         self._on_healthy()
                         self._log_healthy(time.monotonic() - self._launched_at)
                         return
                 time.sleep(_HEALTH_POLL_S)
         raise DeploymentError(self._timed_out_message(last_error))
+
+    def _declared_observation(self, health: dict) -> ObservationRequest | None:
+        try:
+            return observation_request(health)
+        except ValueError as error:
+            logger.warning("%s: %s; it gets every camera", self.base_url, error)
+            return None
 
     def _log_healthy(self, warmup_s: float) -> None:
         self.warmup_s = warmup_s

@@ -24,7 +24,7 @@ import numpy as np
 
 from kinitro_dagster.miners.deployments import process_is_alive
 from kinitro_dagster.miners.policy_client import ClientSettings, PolicyClient
-from kinitro_dagster.protocol import ErrorKind, PolicyError
+from kinitro_dagster.protocol import ErrorKind, ObservationRequest, PolicyError
 from kinitro_dagster.sim.base import EnvConfig, SimEnv, StepResult, make_env
 from kinitro_dagster.warehouse.records import ERROR_TEXT_CHARS, EpisodeRecord, failed_episodes
 
@@ -44,6 +44,7 @@ class MinerTarget:
     # Local deployments: the server's process id, so that a worker can tell a crashed server
     # (`crashed`, remaining episodes skipped) from a slow or unreachable one.
     pid: int | None = None
+    observation: ObservationRequest | None = None  # what its /health declared it reads; None: everything
 
 
 # -- one episode ---------------------------------------------------------------------------------

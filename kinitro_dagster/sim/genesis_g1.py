@@ -262,9 +262,10 @@ class GenesisG1Env:
         rgb, depth = {}, {}
         if self._camera is not None:
             self._camera.move_to_attach()
-            color, depth_map, _, _ = self._camera.render(rgb=True, depth=True)
+            color, depth_map, _, _ = self._camera.render(rgb=True, depth=self.config.depth)
             rgb = {CAMERA: encode_image(np.asarray(color, dtype=np.uint8))}
-            depth = {CAMERA: encode_image(np.asarray(depth_map, dtype=np.float32))}
+            if self.config.depth:
+                depth = {CAMERA: encode_image(np.asarray(depth_map, dtype=np.float32))}
         extra = {"task_prompt": self.task.prompt, "task_type": self.task.task_type.value}
         if self.config.privileged_state:
             extra["state"] = self._privileged_state()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from kinitro_dagster.miners.policy_client import PolicyClient
 from kinitro_dagster.protocol import ErrorKind
-from kinitro_dagster.sim.base import SimEnv
+from kinitro_dagster.sim.base import EnvConfig, SimEnv, observed_config
 from kinitro_dagster.sim.episode import MinerSteps, MinerTarget, client_for, evaluator_failures, play_miner
 from kinitro_dagster.warehouse.records import EpisodeRecord
 
@@ -36,6 +36,7 @@ class Lane:
     env: SimEnv
     client: PolicyClient
     steps: MinerSteps
+    config: EnvConfig  # what its env renders for this miner (`observed_config`): idle envs are reused by it
     sock: socket.socket | None = None  # registered with the selector while a response is awaited
 
 
@@ -53,7 +54,7 @@ class Lanes:
         self.conn = conn
         self.selector = selectors.DefaultSelector()
         self.lanes: list[Lane] = []
-        self.idle_envs: list[SimEnv] = []
+        self.idle_envs: dict[EnvConfig, list[SimEnv]] = {}
 
     def serve(self) -> None:
         self.selector.register(self.conn, selectors.EVENT_READ, None)
@@ -72,9 +73,9 @@ class Lanes:
         for lane in self.lanes:
             lane.client.close()
             lane.env.close()
-        for env in self.idle_envs:
+        for env in (env for envs in self.idle_envs.values() for env in envs):
             env.close()
-        self.lanes, self.idle_envs = [], []
+        self.lanes, self.idle_envs = [], {}
         self.selector.close()
 
     def _expire_overdue(self) -> float | None:
@@ -114,7 +115,9 @@ class Lanes:
         """A lane for the miner, ready to play; None (and its episodes reported failed) if its env cannot be built."""
         job = self.job
         try:
-            env = self.idle_envs.pop() if self.idle_envs else job.env_factory(job.env_id, job.env_config)
+            config = observed_config(job.env_id, job.env_config or EnvConfig(), miner.observation)
+            idle = self.idle_envs.get(config)
+            env = idle.pop() if idle else job.env_factory(job.env_id, config)
         except Exception:
             self.conn.send((miner.uid, evaluator_failures(miner.uid, job.seeds, traceback.format_exc(limit=3))))
             return None
@@ -122,7 +125,7 @@ class Lanes:
         steps = play_miner(
             env, client, uid=miner.uid, seeds=job.seeds, pid=miner.pid, eval_timeout=job.eval_timeout
         )
-        lane = Lane(miner, env, client, steps)
+        lane = Lane(miner, env, client, steps, config)
         self.lanes.append(lane)
         return lane
 
@@ -150,7 +153,7 @@ class Lanes:
         if any(r.error_kind == ErrorKind.EVALUATOR_ERROR for r in records):
             lane.env.close()
         else:
-            self.idle_envs.append(lane.env)
+            self.idle_envs.setdefault(lane.config, []).append(lane.env)
         self.conn.send((lane.miner.uid, records))
 
     def _unwatch(self, lane: Lane) -> None:

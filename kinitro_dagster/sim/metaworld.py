@@ -37,7 +37,10 @@ every env. A step costs 1.2-2.9x less (reach 212 -> 114 µs, pick-place 503 -> 1
 Rendering cost. Before the first render the model's off-screen multisampling, shadows and
 reflections are switched off, and llvmpipe renders on the worker's own thread (LP_NUM_THREADS=0,
 unless the operator set it): 6-8 ms a frame at 84x84 against ~100 ms at MuJoCo's defaults here.
-The viewer's scene flags are left alone: toggling them makes later envs render black. One
+The viewer's scene flags are left alone: toggling them makes later envs render black. The
+cameras draw simplified meshes (`EnvConfig.render_mesh_detail`, sim/mesh_detail.py): a frame's cost is
+its triangles, and at the default detail a frame costs ~2.4x less, within a stated tolerance of
+the full meshes' frame. One
 `mujoco.Renderer`, made once per env, renders every camera in turn: a second one renders no faster
 and costs ~127 MiB more (env + renderer: ~365 MiB RSS).
 """
@@ -64,6 +67,7 @@ import numpy as np
 
 from kinitro_dagster.protocol import PolicyAction, encode_image
 from kinitro_dagster.sim.base import EnvConfig, StepResult
+from kinitro_dagster.sim.mesh_detail import render_model
 from kinitro_dagster.sim.metaworld_fast import accelerate
 from kinitro_dagster.sim.registry import METAWORLD_ENV_IDS, env_task_name, normalize_env_id
 
@@ -172,11 +176,15 @@ class MetaWorldEnv:
         self._camera_ids = {name: self._camera_id(name) for name in self.config.cameras}
         self._renderer: mujoco.Renderer | None = None
         self._watcher: mujoco.Renderer | None = None  # replays' frames for people (watch_frame)
+        self._scene_option = mujoco.MjvOption()
+        self._cameras = {name: _fixed_camera(cid) for name, cid in self._camera_ids.items()}
         if self.config.use_images:
             _use_fast_rendering(self._model, self.config.image_size)
             # One renderer serves every camera: frames are rendered one after another anyway,
-            # and each extra GL context costs tens of MiB.
-            self._renderer = mujoco.Renderer(self._model, self.config.image_size, self.config.image_size)
+            # and each extra GL context costs tens of MiB. Its GL context holds the simplified
+            # meshes (mesh_detail); the scene it draws is built from the physics model.
+            drawn = render_model(self._model, self.config.render_mesh_detail)
+            self._renderer = mujoco.Renderer(drawn, self.config.image_size, self.config.image_size)
         # Frees the GL context on close(), on garbage collection or at interpreter exit, whichever
         # comes first; freeing it later, during interpreter teardown, raises EGL errors.
         self._release = weakref.finalize(self, _release, self._renderer, self._env)
@@ -283,7 +291,8 @@ class MetaWorldEnv:
         """One frame (H, W, 3 uint8) from `camera` as delivered in `rgb`."""
         if self._renderer is None:
             raise RuntimeError(f"{self.env_id}: images are off (EnvConfig.use_images=False)")
-        self._renderer.update_scene(self._data, camera=self._camera_ids[camera])
+        mujoco.mjv_updateScene(self._model, self._data, self._scene_option, None, self._cameras[camera],
+                               mujoco.mjtCatBit.mjCAT_ALL, self._renderer.scene)  # fmt: skip
         # The corner cameras are mounted upside down: turn the frame the right way up.
         return np.ascontiguousarray(self._renderer.render()[::-1, ::-1])
 
@@ -352,6 +361,13 @@ class MetaWorldEnv:
         return transform.tolist()
 
 
+def _fixed_camera(camera_id: int) -> mujoco.MjvCamera:
+    camera = mujoco.MjvCamera()
+    camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
+    camera.fixedcamid = camera_id
+    return camera
+
+
 def _release(renderer: mujoco.Renderer | None, env: metaworld.SawyerXYZEnv) -> None:
     if renderer is not None:
         renderer.close()
@@ -363,3 +379,5 @@ def _check_config(config: EnvConfig) -> None:
         raise ValueError(f"max_steps must be in [1, {METAWORLD_MAX_STEPS}] for MetaWorld, got {config.max_steps}")
     if config.use_images and (config.image_size < 1 or not config.cameras):
         raise ValueError("with use_images, image_size must be positive and cameras non-empty")
+    if not 0 < config.render_mesh_detail <= 1:
+        raise ValueError(f"render_mesh_detail must be in (0, 1], got {config.render_mesh_detail}")

@@ -121,7 +121,7 @@ def evaluate_env_partition(
         failed = {uid: error for uid, error in zip(fresh, errors, strict=True) if error is not None}
         for uid, error in failed.items():
             records += failed_episodes(uid, seeds, ErrorKind.DEPLOYMENT_FAILED, str(error))
-        targets = [MinerTarget(uid=uid, base_url=d.base_url, pid=d.pid)
+        targets = [MinerTarget(uid=uid, base_url=d.base_url, pid=d.pid, observation=d.observation)
                    for uid, d in deployments.items() if uid not in failed]
         if targets:
             records += evaluate_partition(env_id, targets, seeds, settings.env, max_workers=settings.max_workers,

@@ -48,6 +48,7 @@ class EnvFamily:
     modules: tuple[str, ...] = ()  # Python modules a host needs to run it
     image: str | None = None  # its episode runs' image in production (None: the run launcher's)
     max_concurrent_runs: int | None = None  # its episode runs at once (None: no family budget)
+    cameras: tuple[str, ...] = ()  # what its envs render with images on (a policy may ask for fewer)
 
     def available(self) -> list[str]:
         """The modules this host lacks to run the family ([] when it can)."""
@@ -81,6 +82,7 @@ METAWORLD = EnvFamily(
         "metaworld/peg-insert-side-v3": "metaworld/peg-insert-v3",
     },
     modules=("mujoco", "metaworld"),
+    cameras=("corner", "corner2"),
     max_concurrent_runs=4,  # a MuJoCo model and rollout workers each; deploy/dagster.yaml may say otherwise
 )
 
@@ -94,6 +96,7 @@ GENESIS = EnvFamily(
     tasks={"genesis/g1-v0": "g1-v0"},
     modules=("genesis", "torch"),
     image="kinitro/genesis:v1",
+    cameras=("ego",),
     max_concurrent_runs=2,  # a Genesis process holds ~2 GiB and compiles on its first scene
 )
 

@@ -95,7 +95,8 @@ def replay_dir(cycle_key: str, env_id: str, uid: int, episode: int) -> Path:
 def env_config_of(cycle: CycleConfiguration) -> EnvConfig:
     """The episode settings a cycle recorded, as its episode runs apply them."""
     return EnvConfig(max_steps=cycle.max_timesteps, use_images=cycle.use_images,
-                     privileged_state=cycle.privileged_state, physics_randomization=cycle.physics_randomization)
+                     privileged_state=cycle.privileged_state, physics_randomization=cycle.physics_randomization,
+                     render_mesh_detail=cycle.render_mesh_detail)
 
 
 def mismatches(recorded: EpisodeRecord, replayed: EpisodeRecord) -> list[str]:

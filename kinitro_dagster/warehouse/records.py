@@ -44,6 +44,8 @@ class CycleConfiguration:
     code_version: str
     # Cycles recorded before this field existed ran without physics randomization.
     physics_randomization: bool = False
+    # Cycles recorded before this field existed drew the full meshes.
+    render_mesh_detail: float = 1.0
 
     def to_json(self) -> dict[str, object]:
         return {**asdict(self), "env_ids": list(self.env_ids)}

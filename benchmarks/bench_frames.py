@@ -1,0 +1,228 @@
+"""What a step with cameras costs, before and after the cameras' simplified meshes; one JSON line.
+
+    MUJOCO_GL=egl python benchmarks/bench_frames.py [--rounds 3] [--episodes 1] [--save]
+
+On metaworld/pick-place-v3 (the Sawyer arm is the same in every env), both cameras at 84x84, the
+same seeds and random actions in every mode, this process pinned to one core (a rollout worker's)
+and the policy server on the other, over a Unix socket (docker mode's transport):
+
+- `frame_ms`: one camera's frame (scene update, render, readback) at each mesh detail.
+- `bare_steps_per_s`: MetaWorld's env (with our exact fast paths) plus a renderer drawing both
+  cameras at the detail, no wrapper, no encoding, no HTTP: the simulator and renderer alone.
+- `end_to_end_steps_per_s`: `run_episode` with our env and the FastAPI template policy
+  (benchmarks/policies/trivial), every frame base64-encoded and sent.
+- `end_to_end_over_bare` (target >= 0.8) at the default detail, and `gain_over_full_meshes`: the
+  default detail's end-to-end rate over the full meshes' (the render path before the setting).
+- `proprio_only_steps_per_s` / `all_cameras_steps_per_s`: in the same rounds, a policy whose
+  /health declares it reads no camera (benchmarks/policies/proprio_only: nothing is rendered for it)
+  and one that declares nothing (it gets every camera).
+- `frame_difference`: the default detail's frames against the full meshes', as
+  tests/sim/test_mesh_detail.py bounds them.
+
+Rounds alternate the modes; rates are each mode's best round, ratios the median of per-round ratios.
+`--save` also writes the line to <state dir>/benchmarks/frames.json, where `kinitro plan` reads
+this host's rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("LP_NUM_THREADS", "0")
+
+import metaworld
+import mujoco
+import numpy as np
+
+from kinitro_dagster.miners.deployments import LocalDeployment, start_all
+from kinitro_dagster.miners.policy_client import PolicyClient
+from kinitro_dagster.settings import state_dir
+from kinitro_dagster.sim.base import EnvConfig, observed_config
+from kinitro_dagster.sim.episode import run_episode
+from kinitro_dagster.sim.mesh_detail import render_model
+from kinitro_dagster.sim.metaworld import MetaWorldEnv, _use_fast_rendering
+from kinitro_dagster.sim.metaworld_fast import accelerate
+from kinitro_dagster.sim.registry import env_task_name
+from kinitro_dagster.sim.workers import usable_cores
+
+ENV_ID = "metaworld/pick-place-v3"
+STEPS = 500
+CAMERAS = ("corner", "corner2")
+POLICIES = Path(__file__).resolve().parent / "policies"
+DEFAULT_DETAIL = EnvConfig().render_mesh_detail
+TARGET_END_TO_END_OVER_BARE = 0.8
+
+
+def config(detail: float) -> EnvConfig:
+    return EnvConfig(max_steps=STEPS, stop_on_success=False, render_mesh_detail=detail)
+
+
+def bare_rate(detail: float, seeds: list[int], actions: np.ndarray) -> float:
+    """Steps/s of MetaWorld (fast paths) plus both cameras' frames at `detail`: no wrapper, no HTTP."""
+    name = env_task_name(ENV_ID)
+    env = accelerate(metaworld.env_dict.ALL_V3_ENVIRONMENTS[name]())
+    env.set_task(metaworld.MT1(name, seed=0).train_tasks[0])
+    env._freeze_rand_vec = False
+    env.seeded_rand_vec = True
+    _use_fast_rendering(env.model, 84)
+    renderer = mujoco.Renderer(render_model(env.model, detail), 84, 84)
+    option, cameras = mujoco.MjvOption(), []
+    for camera_name in CAMERAS:
+        camera = mujoco.MjvCamera()
+        camera.type, camera.fixedcamid = mujoco.mjtCamera.mjCAMERA_FIXED, env.model.camera(camera_name).id
+        cameras.append(camera)
+
+    def frames() -> None:
+        for camera in cameras:
+            mujoco.mjv_updateScene(env.model, env.data, option, None, camera, mujoco.mjtCatBit.mjCAT_ALL,
+                                   renderer.scene)  # fmt: skip
+            renderer.render()
+
+    steps, wall = 0, 0.0
+    for seed in seeds:
+        env.seed(seed)
+        env.reset()
+        frames()
+        started = time.perf_counter()
+        for action in actions:
+            env.step(action)
+            frames()
+        wall += time.perf_counter() - started
+        steps += len(actions)
+    renderer.close()
+    env.close()
+    return steps / wall
+
+
+def end_to_end_rate(env: MetaWorldEnv, client: PolicyClient, seeds: list[int]) -> float:
+    steps, wall = 0, 0.0
+    for i, seed in enumerate(seeds):
+        record = run_episode(env, client, uid=0, episode=i, seed=seed)
+        if record.error_kind:
+            raise RuntimeError(f"benchmark episode failed: {record.error_kind}: {record.error}")
+        steps += record.steps
+        wall += record.wall_seconds
+    return steps / wall
+
+
+def frame_ms(env: MetaWorldEnv, n: int = 200) -> float:
+    env.reset(0)
+    env.render(CAMERAS[0])
+    started = time.perf_counter()
+    for _ in range(n):
+        env.render(CAMERAS[0])
+    return (time.perf_counter() - started) / n * 1e3
+
+
+def frame_difference(seeds: list[int], actions: np.ndarray) -> dict[str, float]:
+    """Both cameras over 40 steps of each seed, default detail against the full meshes."""
+    stacks = []
+    for detail in (1.0, DEFAULT_DETAIL):
+        with MetaWorldEnv(ENV_ID, config(detail)) as env:
+            frames = []
+            for seed in seeds:
+                env.reset(seed)
+                for action in actions[:40]:
+                    env._env.step(action)
+                    frames += [env.render(camera) for camera in CAMERAS]
+            stacks.append(np.array(frames).astype(int))
+    difference = np.abs(stacks[0] - stacks[1])
+    return {"mean_abs": round(float(difference.mean()), 3),
+            "changed_over_32": round(float((difference.max(axis=-1) > 32).mean()), 4)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--episodes", type=int, default=1, help="500-step episodes per round and mode")
+    parser.add_argument("--save", action="store_true", help="also write <state dir>/benchmarks/frames.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    warnings.filterwarnings("ignore")
+    cpus = sorted(os.sched_getaffinity(0))
+    env_cpu, policy_cpu = {cpus[0]}, frozenset(cpus[1:2] or cpus[:1])
+    seeds = [2000 + i for i in range(args.episodes)]
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(STEPS, 4)).astype(np.float32)
+
+    template = LocalDeployment(POLICIES / "trivial", cpus=policy_cpu, transport="unix")
+    proprio = LocalDeployment(POLICIES / "proprio_only", cpus=policy_cpu, transport="unix")
+    errors = start_all([template, proprio])
+    if any(errors):
+        raise SystemExit(f"benchmark policy failed to start: {next(e for e in errors if e)}")
+    os.sched_setaffinity(0, env_cpu)
+    rates: dict[str, list[float]] = {}
+    ratios: dict[str, list[float]] = {"end_to_end_over_bare": [], "gain_over_full_meshes": [],
+                                      "all_cameras_over_proprio_only": []}  # fmt: skip
+    try:
+        envs = {detail: MetaWorldEnv(ENV_ID, config(detail)) for detail in (1.0, DEFAULT_DETAIL)}
+        frame_cost = {detail: round(frame_ms(env), 3) for detail, env in envs.items()}
+        with PolicyClient(template.base_url) as client, PolicyClient(proprio.base_url) as proprio_client:
+            # What the evaluator builds for the proprio-only policy, from its /health declaration.
+            proprio_config = observed_config(ENV_ID, config(DEFAULT_DETAIL), proprio.observation)
+            if proprio_config.use_images:
+                raise SystemExit(f"the proprio-only policy's declaration was not applied: {proprio.observation}")
+            proprio_env = MetaWorldEnv(ENV_ID, proprio_config)
+            for env in envs.values():
+                end_to_end_rate(env, client, seeds[:1])  # warm-up: connection, GL state
+            for _ in range(args.rounds):
+                round_rates = {
+                    "bare_full": bare_rate(1.0, seeds, actions),
+                    "bare": bare_rate(DEFAULT_DETAIL, seeds, actions),
+                    "end_to_end_full": end_to_end_rate(envs[1.0], client, seeds),
+                    "end_to_end": end_to_end_rate(envs[DEFAULT_DETAIL], client, seeds),
+                    "proprio_only": end_to_end_rate(proprio_env, proprio_client, seeds),
+                }
+                for name, rate in round_rates.items():
+                    rates.setdefault(name, []).append(rate)
+                ratios["end_to_end_over_bare"].append(round_rates["end_to_end"] / round_rates["bare"])
+                ratios["gain_over_full_meshes"].append(round_rates["end_to_end"] / round_rates["end_to_end_full"])
+                ratios["all_cameras_over_proprio_only"].append(round_rates["end_to_end"] / round_rates["proprio_only"])
+            proprio_env.close()
+        for env in envs.values():
+            env.close()
+        difference = frame_difference(seeds[:1], actions)
+    finally:
+        template.stop()
+        proprio.stop()
+
+    best = {name: round(max(values), 1) for name, values in rates.items()}
+    medians = {name: round(statistics.median(values), 3) for name, values in ratios.items()}
+    result = {
+        "benchmark": "frames",
+        "env_id": ENV_ID,
+        "cores": usable_cores(),
+        "image_size": 84,
+        "cameras": list(CAMERAS),
+        "render_mesh_detail": DEFAULT_DETAIL,
+        "frame_ms": {"full_meshes": frame_cost[1.0], "default_detail": frame_cost[DEFAULT_DETAIL]},
+        "bare_steps_per_s": {"full_meshes": best["bare_full"], "default_detail": best["bare"]},
+        "end_to_end_steps_per_s": {"full_meshes": best["end_to_end_full"], "default_detail": best["end_to_end"]},
+        "all_cameras_steps_per_s": best["end_to_end"],
+        "proprio_only_steps_per_s": best["proprio_only"],
+        **medians,
+        "frame_difference": difference,
+        "targets_met": {"end_to_end_over_bare>=0.8": medians["end_to_end_over_bare"] >= TARGET_END_TO_END_OVER_BARE},
+        "rounds": args.rounds,
+        "episodes_per_round": args.episodes,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    line = json.dumps(result)
+    print(line)
+    if args.save:
+        path = state_dir() / "benchmarks" / "frames.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(line + "\n")
+        print(f"saved to {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
