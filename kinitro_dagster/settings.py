@@ -170,6 +170,12 @@ class ExecutorSettings(BaseSettings):
     eval_mem_limit: OptionalText = Field(
         default="8g", validation_alias=AliasChoices("KINITRO_EXECUTOR_EVAL_MEM_LIMIT", "KINITRO_BACKEND_EVAL_MEM_LIMIT")
     )
+    # NVIDIA GPUs each production run container gets (a Docker device request with the graphics
+    # capability, so MuJoCo's EGL renders on them); 0: none, frames are drawn on the CPU (llvmpipe).
+    eval_gpu_count: Annotated[int, Field(ge=0), _EMPTY_IS_ZERO] = 0
+    # EGL devices the rollout workers render on, one each in turn (MuJoCo's MUJOCO_EGL_DEVICE_ID, as
+    # eglQueryDevicesEXT numbers them: a run container's GPUs first); []: MuJoCo's choice, the first.
+    render_devices: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
     # The run queue (deploy/dagster.yaml's EnvFamilyRunCoordinator): runs at once, seconds between
     # dequeues, and a run tag naming this backend.
     batch_size: OptionalCount = None

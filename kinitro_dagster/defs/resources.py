@@ -122,7 +122,7 @@ _RUN_SETTINGS = {
     "eval_mode", "max_workers", "miners_per_worker", "miner_deployment_image", "miner_deployment_cpu",
     "miner_deployment_memory", "miner_deployment_ttl_seconds", "miner_deployment_gpu_count",
     "miner_deployment_warmup_timeout", "miner_runtimes", "miner_runtime_index_url", "miner_runtime_extra_index_url",
-    "miner_runtime_max_size", "miner_runtime_build_timeout",
+    "miner_runtime_max_size", "miner_runtime_build_timeout", "render_devices",
 }
 
 
@@ -152,6 +152,7 @@ class Evaluator(dg.ConfigurableResource):
     max_workers: int | None = _DEFAULTS["max_workers"]
     # Miners a worker plays at once, stepping one env while other policies compute.
     miners_per_worker: int | None = _DEFAULTS["miners_per_worker"]
+    render_devices: list[int] = _DEFAULTS["render_devices"]  # EGL device per rollout worker, in turn
     miner_deployment_warmup_timeout: float = _DEFAULTS["miner_deployment_warmup_timeout"]
     miner_deployment_image: str = _DEFAULTS["miner_deployment_image"]
     miner_deployment_cpu: float = _DEFAULTS["miner_deployment_cpu"]
@@ -217,7 +218,7 @@ class Evaluator(dg.ConfigurableResource):
             env=env_config, client=ClientSettings(action_timeout=cycle.action_timeout),
             warmup_timeout=self.miner_deployment_warmup_timeout, eval_timeout=cycle.eval_timeout,
             max_workers=self.max_workers, miners_per_worker=self.miners_per_worker, docker=self.docker_options(),
-            runtimes=self.runtime_settings(),
+            runtimes=self.runtime_settings(), render_devices=tuple(self.render_devices),
         )
         return evaluate_env_partition(env_id, policies, seeds, settings, scope=cycle_key)
 

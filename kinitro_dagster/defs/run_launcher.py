@@ -14,6 +14,8 @@ instance's run launcher, so the daemon and the webserver load it (the evaluator 
   config's `image`.
 - Memory: `KINITRO_EXECUTOR_EVAL_MEM_LIMIT` (the guide's `KINITRO_BACKEND_EVAL_MEM_LIMIT`) is the
   run container's memory limit, unless container_kwargs set `mem_limit` themselves.
+- GPUs: `KINITRO_EXECUTOR_EVAL_GPU_COUNT` NVIDIA GPUs per run container, for rendering
+  (`rendering_gpus`), unless container_kwargs set `device_requests` themselves.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def run_image(default_image: str, run_tags: dict[str, str], eval_images: dict[st
     return eval_images.get(family) or (registered.image if registered else None) or default_image
 
 
+def rendering_gpus(count: int) -> dict[str, Any]:
+    """`docker run --gpus N` with the graphics capability: the NVIDIA runtime then mounts the
+    driver's EGL library and vendor file, so glvnd's libEGL (in the image) finds the GPU."""
+    return {"count": count, "capabilities": [["gpu", "graphics", "compute", "utility"]]}
+
+
 class KinitroDockerRunLauncher(DockerRunLauncher):
     """DockerRunLauncher (same config) that forwards every KINITRO_* setting, picks the image per
     env family and limits the run container's memory (module docstring)."""
@@ -53,6 +61,8 @@ class KinitroDockerRunLauncher(DockerRunLauncher):
         kwargs: dict[str, Any] = {}
         if self._settings.eval_mem_limit and "mem_limit" not in context.container_kwargs:
             kwargs["mem_limit"] = self._settings.eval_mem_limit
+        if self._settings.eval_gpu_count and "device_requests" not in context.container_kwargs:
+            kwargs["device_requests"] = [rendering_gpus(self._settings.eval_gpu_count)]
         listed = set(context.env_vars)
         extra = [name for name in forwarded_variables() if name not in listed]
         return context.merge(DockerContainerContext(env_vars=extra, container_kwargs=kwargs))

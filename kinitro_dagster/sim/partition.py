@@ -71,6 +71,7 @@ class PartitionSettings:
     # Build (or reuse) each policy's declared runtime first (None: every policy runs in the base
     # runtime, whatever it declares).
     runtimes: RuntimeSettings | None = None
+    render_devices: tuple[int, ...] = ()  # EGL device of each rollout worker in turn; (): MuJoCo's choice
 
 
 def evaluate_env_partition(
@@ -126,7 +127,8 @@ def evaluate_env_partition(
         if targets:
             records += evaluate_partition(env_id, targets, seeds, settings.env, max_workers=settings.max_workers,
                                           miners_per_worker=settings.miners_per_worker,
-                                          client_settings=settings.client, eval_timeout=settings.eval_timeout)
+                                          client_settings=settings.client, eval_timeout=settings.eval_timeout,
+                                          render_devices=settings.render_devices)
         ok = True
     finally:
         if pool is None:

@@ -43,6 +43,7 @@ def evaluate_partition(
     env_factory: EnvFactory = make_env,
     eval_timeout: float | None = None,
     worker_cpus: frozenset[int] | None = None,
+    render_devices: Sequence[int] = (),
 ) -> list[EpisodeRecord]:
     """Every miner's episodes on `env_id`, sharded over worker processes (see `worker_context`).
 
@@ -50,7 +51,8 @@ def evaluate_partition(
     Each worker plays up to `miners_per_worker` miners at once, one env each: it steps whichever
     miner's policy has answered, so its core is not idle while a policy computes (policies on CPUs
     of their own: docker limits, remote hosts). Each extra miner costs one more env in memory.
-    None: `default_miners_per_worker(env_config)`.
+    None: `default_miners_per_worker(env_config)`. `render_devices`: the EGL device each worker renders
+    on, in turn (the n-th worker started takes `render_devices[n % len]`); (): MuJoCo's choice.
     Rows come back sorted by (uid, episode), exactly `len(miners) * len(seeds)` of them whatever fails.
     """
     if env_factory is make_env:
@@ -75,6 +77,7 @@ def evaluate_partition(
         eval_timeout,
         worker_cpus,
         miners_per_worker,
+        tuple(render_devices),
     )
     started = time.perf_counter()
     records = _WorkerPool(n_workers, job).run(list(miners))
@@ -134,15 +137,20 @@ class WorkerJob:
     eval_timeout: float | None
     worker_cpus: frozenset[int] | None
     miners_per_worker: int
+    render_devices: tuple[int, ...] = ()
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, job: WorkerJob) -> None:
+def _worker_main(conn: multiprocessing.connection.Connection, job: WorkerJob, render_device: int | None) -> None:
     """A worker: play the miners the pool sends (up to `job.miners_per_worker` at once) until it sends None.
 
     Each finished miner goes back as `(uid, records)`.
     """
     if job.worker_cpus:
         os.sched_setaffinity(0, job.worker_cpus)
+    if render_device is not None:
+        # Read when the first GL context is made, which no worker has yet (the fork server only
+        # imports). MuJoCo's variable, and pyrender's, which Genesis's rasterizer uses.
+        os.environ["MUJOCO_EGL_DEVICE_ID"] = os.environ["EGL_DEVICE_ID"] = str(render_device)
     lanes = Lanes(job, conn)
     try:
         lanes.serve()
@@ -152,11 +160,17 @@ def _worker_main(conn: multiprocessing.connection.Connection, job: WorkerJob) ->
         lanes.close()
 
 
+def _render_device(job: WorkerJob, index: int) -> int | None:
+    """The EGL device of the `index`-th worker started (from 1), round-robin over the job's."""
+    return job.render_devices[(index - 1) % len(job.render_devices)] if job.render_devices else None
+
+
 class _Worker:
     def __init__(self, context: multiprocessing.context.BaseContext, job: WorkerJob, index: int) -> None:
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(
-            target=_worker_main, args=(child_conn, job), name=f"rollout-worker-{index}", daemon=True
+            target=_worker_main, args=(child_conn, job, _render_device(job, index)), name=f"rollout-worker-{index}",
+            daemon=True,
         )
         self.process.start()
         child_conn.close()  # so that our recv sees EOF if the worker dies

@@ -83,3 +83,16 @@ def test_the_embedded_instance_queues_through_the_same_coordinator(tmp_path, mon
     monkeypatch.setenv("KINITRO_EXECUTOR_BATCH_SIZE", "1")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 1
+
+
+def test_run_containers_get_gpus_for_rendering_when_asked(monkeypatch) -> None:
+    assert "device_requests" not in KinitroDockerRunLauncher(image="x:1").get_container_context(_run()).container_kwargs
+    monkeypatch.setenv("KINITRO_EXECUTOR_EVAL_GPU_COUNT", "2")
+    (request,) = KinitroDockerRunLauncher(image="x:1").get_container_context(_run()).container_kwargs["device_requests"]
+    assert request == {"count": 2, "capabilities": [["gpu", "graphics", "compute", "utility"]]}
+    # docker-py turns it into the engine's DeviceRequest (what `docker run --gpus 2` sends).
+    from docker.types import HostConfig
+
+    host_config = HostConfig(version="1.41", device_requests=[request])
+    assert host_config["DeviceRequests"][0]["Count"] == 2
+    assert "graphics" in host_config["DeviceRequests"][0]["Capabilities"][0]

@@ -28,7 +28,8 @@ CONFIG = EnvConfig(max_steps=3)
         ({"observation": {}}, ObservationRequest()),
         ({"observation": {"cameras": None}}, ObservationRequest()),
         ({"observation": {"cameras": []}}, ObservationRequest(cameras=())),
-        ({"observation": {"cameras": ["corner2"], "depth": False}}, ObservationRequest(cameras=("corner2",), depth=False)),
+        ({"observation": {"cameras": ["corner2"], "depth": False}},
+         ObservationRequest(cameras=("corner2",), depth=False)),
     ],
 )
 def test_declarations_are_read_from_health(health, request_):

@@ -180,3 +180,16 @@ def test_a_policy_that_sends_half_a_response_does_not_hold_up_the_others(running
     assert [r.error_kind for r in good] == [None] * len(SEEDS)
     # Waiting on the half-sent responses would add the dribbler's three 1 s timeouts to these.
     assert sum(r.wall_seconds for r in good) < 1.0
+
+
+def test_each_worker_renders_on_the_egl_device_it_is_given(running_deployments):
+    # This host has one EGL device (llvmpipe, 0): a worker given it renders; one given a device the
+    # host lacks fails its miner's episodes as the evaluator's error, naming MuJoCo's variable.
+    with running_deployments({"good": LocalDeployment(FIXTURES / "good")}) as servers:
+        miner = MinerTarget(uid=0, base_url=servers["good"].base_url, pid=servers["good"].pid)
+        images = EnvConfig(max_steps=3)
+        played = evaluate_partition(ENV_ID, [miner], SEEDS[:1], images, render_devices=[0])
+        missing = evaluate_partition(ENV_ID, [miner], SEEDS[:1], images, render_devices=[7])
+    assert [r.error_kind for r in played] == [None] and played[0].steps == 3
+    assert [r.error_kind for r in missing] == [ErrorKind.EVALUATOR_ERROR]
+    assert "MUJOCO_EGL_DEVICE_ID" in missing[0].error
