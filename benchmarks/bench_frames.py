@@ -1,4 +1,4 @@
-"""What a step with cameras costs, before and after the cameras' simplified meshes; one JSON line.
+"""What a step with cameras costs the evaluator, before and after this work; one JSON line.
 
     MUJOCO_GL=egl python benchmarks/bench_frames.py [--rounds 3] [--episodes 1] [--save]
 
@@ -9,13 +9,18 @@ and the policy server on the other, over a Unix socket (docker mode's transport)
 - `frame_ms`: one camera's frame (scene update, render, readback) at each mesh detail.
 - `bare_steps_per_s`: MetaWorld's env (with our exact fast paths) plus a renderer drawing both
   cameras at the detail, no wrapper, no encoding, no HTTP: the simulator and renderer alone.
-- `end_to_end_steps_per_s`: `run_episode` with our env and the FastAPI template policy
-  (benchmarks/policies/trivial), every frame base64-encoded and sent.
-- `end_to_end_over_bare` (target >= 0.8) at the default detail, and `gain_over_full_meshes`: the
-  default detail's end-to-end rate over the full meshes' (the render path before the setting).
-- `proprio_only_steps_per_s` / `all_cameras_steps_per_s`: in the same rounds, a policy whose
-  /health declares it reads no camera (benchmarks/policies/proprio_only: nothing is rendered for it)
-  and one that declares nothing (it gets every camera).
+- `end_to_end_steps_per_s`: `evaluate_partition`, the evaluator as it plays a partition: one
+  worker pinned to the env core playing `miners_per_worker` miners at once (the default with
+  cameras), each a FastAPI template policy (benchmarks/policies/trivial) on the other core, every
+  frame base64-encoded and sent. `default`: this code's defaults; `before`: the path before this
+  benchmark's work (full meshes, one miner a worker with cameras).
+- `end_to_end_over_bare` (target >= 0.8) and `gain_over_before`: the default end-to-end rate over
+  the bare rate at the default detail, and over `before`. `frame_path_gain`: bare, default detail
+  over full meshes. `one_miner_*`: a single miner played alone (`run_episode`), the env core idle
+  while its policy answers: what interleaving recovers.
+- `proprio_only_steps_per_s` / `all_cameras_steps_per_s`: in the same rounds, the same partition of
+  policies whose /health declares they read no camera (benchmarks/policies/proprio_only: nothing is
+  rendered for them) and of policies that declare nothing (they get every camera).
 - `frame_difference`: the default detail's frames against the full meshes', as
   tests/sim/test_mesh_detail.py bounds them.
 
@@ -47,12 +52,12 @@ from kinitro_dagster.miners.deployments import LocalDeployment, start_all
 from kinitro_dagster.miners.policy_client import PolicyClient
 from kinitro_dagster.settings import state_dir
 from kinitro_dagster.sim.base import EnvConfig, observed_config
-from kinitro_dagster.sim.episode import run_episode
+from kinitro_dagster.sim.episode import MinerTarget, run_episode
 from kinitro_dagster.sim.mesh_detail import render_model
 from kinitro_dagster.sim.metaworld import MetaWorldEnv, _use_fast_rendering
 from kinitro_dagster.sim.metaworld_fast import accelerate
 from kinitro_dagster.sim.registry import env_task_name
-from kinitro_dagster.sim.workers import usable_cores
+from kinitro_dagster.sim.workers import default_miners_per_worker, evaluate_partition, usable_cores
 
 ENV_ID = "metaworld/pick-place-v3"
 STEPS = 500
@@ -114,6 +119,18 @@ def end_to_end_rate(env: MetaWorldEnv, client: PolicyClient, seeds: list[int]) -
     return steps / wall
 
 
+def partition_rate(deployments: list[LocalDeployment], seeds: list[int], detail: float, cpus: frozenset[int]) -> float:
+    """Steps/s of `evaluate_partition` playing these miners at once in one worker pinned to `cpus`
+    (the evaluator as it runs a partition): all steps over the slowest miner's episode wall time."""
+    targets = [MinerTarget(uid, d.base_url, d.pid, d.observation) for uid, d in enumerate(deployments)]
+    records = evaluate_partition(ENV_ID, targets, seeds, config(detail), max_workers=1,
+                                 miners_per_worker=len(targets), worker_cpus=cpus)  # fmt: skip
+    failed = [r for r in records if r.error_kind]
+    if failed:
+        raise RuntimeError(f"benchmark episode failed: {failed[0].error_kind}: {failed[0].error}")
+    return sum(r.steps for r in records) / max(sum(r.wall_seconds for r in records if r.uid == t.uid) for t in targets)
+
+
 def frame_ms(env: MetaWorldEnv, n: int = 200) -> float:
     env.reset(0)
     env.render(CAMERAS[0])
@@ -153,61 +170,71 @@ def main() -> None:
     seeds = [2000 + i for i in range(args.episodes)]
     actions = np.random.default_rng(0).uniform(-1, 1, size=(STEPS, 4)).astype(np.float32)
 
-    template = LocalDeployment(POLICIES / "trivial", cpus=policy_cpu, transport="unix")
-    proprio = LocalDeployment(POLICIES / "proprio_only", cpus=policy_cpu, transport="unix")
-    errors = start_all([template, proprio])
+    per_worker = default_miners_per_worker(config(DEFAULT_DETAIL))
+    templates = [LocalDeployment(POLICIES / "trivial", cpus=policy_cpu, transport="unix") for _ in range(per_worker)]
+    proprio = [LocalDeployment(POLICIES / "proprio_only", cpus=policy_cpu, transport="unix") for _ in range(per_worker)]
+    errors = start_all([*templates, *proprio])
     if any(errors):
         raise SystemExit(f"benchmark policy failed to start: {next(e for e in errors if e)}")
+    # What the evaluator builds for the proprio-only policy, from its /health declaration.
+    if observed_config(ENV_ID, config(DEFAULT_DETAIL), proprio[0].observation).use_images:
+        raise SystemExit(f"the proprio-only policy's declaration was not applied: {proprio[0].observation}")
+    cores = usable_cores()
     os.sched_setaffinity(0, env_cpu)
     rates: dict[str, list[float]] = {}
-    ratios: dict[str, list[float]] = {"end_to_end_over_bare": [], "gain_over_full_meshes": [],
-                                      "all_cameras_over_proprio_only": []}  # fmt: skip
+    ratios: dict[str, list[float]] = {}
     try:
         envs = {detail: MetaWorldEnv(ENV_ID, config(detail)) for detail in (1.0, DEFAULT_DETAIL)}
         frame_cost = {detail: round(frame_ms(env), 3) for detail, env in envs.items()}
-        with PolicyClient(template.base_url) as client, PolicyClient(proprio.base_url) as proprio_client:
-            # What the evaluator builds for the proprio-only policy, from its /health declaration.
-            proprio_config = observed_config(ENV_ID, config(DEFAULT_DETAIL), proprio.observation)
-            if proprio_config.use_images:
-                raise SystemExit(f"the proprio-only policy's declaration was not applied: {proprio.observation}")
-            proprio_env = MetaWorldEnv(ENV_ID, proprio_config)
+        with PolicyClient(templates[0].base_url) as client:
             for env in envs.values():
                 end_to_end_rate(env, client, seeds[:1])  # warm-up: connection, GL state
             for _ in range(args.rounds):
                 round_rates = {
                     "bare_full": bare_rate(1.0, seeds, actions),
                     "bare": bare_rate(DEFAULT_DETAIL, seeds, actions),
-                    "end_to_end_full": end_to_end_rate(envs[1.0], client, seeds),
-                    "end_to_end": end_to_end_rate(envs[DEFAULT_DETAIL], client, seeds),
-                    "proprio_only": end_to_end_rate(proprio_env, proprio_client, seeds),
+                    # One miner at a time, the env waiting while its policy computes.
+                    "one_miner_full": end_to_end_rate(envs[1.0], client, seeds),
+                    "one_miner": end_to_end_rate(envs[DEFAULT_DETAIL], client, seeds),
+                    # The evaluator as it plays a partition: before (full meshes, one miner a worker
+                    # with cameras, a GL context per env) and now (the defaults).
+                    "partition_before": partition_rate(templates[:1], seeds, 1.0, env_cpu),
+                    "partition": partition_rate(templates, seeds, DEFAULT_DETAIL, env_cpu),
+                    "partition_proprio_only": partition_rate(proprio, seeds, DEFAULT_DETAIL, env_cpu),
                 }
                 for name, rate in round_rates.items():
                     rates.setdefault(name, []).append(rate)
-                ratios["end_to_end_over_bare"].append(round_rates["end_to_end"] / round_rates["bare"])
-                ratios["gain_over_full_meshes"].append(round_rates["end_to_end"] / round_rates["end_to_end_full"])
-                ratios["all_cameras_over_proprio_only"].append(round_rates["end_to_end"] / round_rates["proprio_only"])
-            proprio_env.close()
+                for name, (over, under) in {
+                    "end_to_end_over_bare": ("partition", "bare"),
+                    "one_miner_over_bare": ("one_miner", "bare"),
+                    "gain_over_before": ("partition", "partition_before"),
+                    "frame_path_gain": ("bare", "bare_full"),
+                    "all_cameras_over_proprio_only": ("partition", "partition_proprio_only"),
+                }.items():
+                    ratios.setdefault(name, []).append(round_rates[over] / round_rates[under])
         for env in envs.values():
             env.close()
         difference = frame_difference(seeds[:1], actions)
     finally:
-        template.stop()
-        proprio.stop()
+        for deployment in (*templates, *proprio):
+            deployment.stop()
 
     best = {name: round(max(values), 1) for name, values in rates.items()}
     medians = {name: round(statistics.median(values), 3) for name, values in ratios.items()}
     result = {
         "benchmark": "frames",
         "env_id": ENV_ID,
-        "cores": usable_cores(),
+        "cores": cores,
         "image_size": 84,
         "cameras": list(CAMERAS),
         "render_mesh_detail": DEFAULT_DETAIL,
+        "miners_per_worker": per_worker,
         "frame_ms": {"full_meshes": frame_cost[1.0], "default_detail": frame_cost[DEFAULT_DETAIL]},
         "bare_steps_per_s": {"full_meshes": best["bare_full"], "default_detail": best["bare"]},
-        "end_to_end_steps_per_s": {"full_meshes": best["end_to_end_full"], "default_detail": best["end_to_end"]},
-        "all_cameras_steps_per_s": best["end_to_end"],
-        "proprio_only_steps_per_s": best["proprio_only"],
+        "one_miner_steps_per_s": {"full_meshes": best["one_miner_full"], "default_detail": best["one_miner"]},
+        "end_to_end_steps_per_s": {"before": best["partition_before"], "default": best["partition"]},
+        "all_cameras_steps_per_s": best["partition"],
+        "proprio_only_steps_per_s": best["partition_proprio_only"],
         **medians,
         "frame_difference": difference,
         "targets_met": {"end_to_end_over_bare>=0.8": medians["end_to_end_over_bare"] >= TARGET_END_TO_END_OVER_BARE},

@@ -41,8 +41,8 @@ The viewer's scene flags are left alone: toggling them makes later envs render b
 cameras draw simplified meshes (`EnvConfig.render_mesh_detail`, sim/mesh_detail.py): a frame's cost is
 its triangles, and at the default detail a frame costs ~2.4x less, within a stated tolerance of
 the full meshes' frame. One
-`mujoco.Renderer`, made once per env, renders every camera in turn: a second one renders no faster
-and costs ~127 MiB more (env + renderer: ~365 MiB RSS).
+`mujoco.Renderer` renders every camera in turn for every env of the task in the process
+(`_SharedRenderers`): a second one renders no faster and costs ~150 MiB more.
 """
 
 from __future__ import annotations
@@ -178,16 +178,14 @@ class MetaWorldEnv:
         self._watcher: mujoco.Renderer | None = None  # replays' frames for people (watch_frame)
         self._scene_option = mujoco.MjvOption()
         self._cameras = {name: _fixed_camera(cid) for name, cid in self._camera_ids.items()}
+        self._renderer_key: tuple | None = None
         if self.config.use_images:
             _use_fast_rendering(self._model, self.config.image_size)
-            # One renderer serves every camera: frames are rendered one after another anyway,
-            # and each extra GL context costs tens of MiB. Its GL context holds the simplified
-            # meshes (mesh_detail); the scene it draws is built from the physics model.
-            drawn = render_model(self._model, self.config.render_mesh_detail)
-            self._renderer = mujoco.Renderer(drawn, self.config.image_size, self.config.image_size)
+            self._renderer_key = (self._task_name, self.config.image_size, self.config.render_mesh_detail)
+            self._renderer = _RENDERERS.acquire(self._renderer_key, self._model)
         # Frees the GL context on close(), on garbage collection or at interpreter exit, whichever
         # comes first; freeing it later, during interpreter teardown, raises EGL errors.
-        self._release = weakref.finalize(self, _release, self._renderer, self._env)
+        self._release = weakref.finalize(self, _release, self._renderer_key, self._env)
         self._intrinsics = {name: self._intrinsic_matrix(cid) for name, cid in self._camera_ids.items()}
         self._extrinsics: dict[str, list] = {}
         self._steps = 0
@@ -368,9 +366,42 @@ def _fixed_camera(camera_id: int) -> mujoco.MjvCamera:
     return camera
 
 
-def _release(renderer: mujoco.Renderer | None, env: metaworld.SawyerXYZEnv) -> None:
-    if renderer is not None:
-        renderer.close()
+class _SharedRenderers:
+    """One renderer per (task, image size, mesh detail) in a process, shared by its envs.
+
+    A renderer's GL context holds what never changes while envs play: the meshes (simplified:
+    mesh_detail) and textures of the task's model, identical in every env of the task. What a frame
+    shows comes from the env's own model and data (`MetaWorldEnv.render` builds the scene from
+    them), and a worker renders one frame at a time, so its envs can share one context. An llvmpipe
+    context costs ~150 MiB: shared, a worker plays two miners with cameras in what one took alone.
+    """
+
+    def __init__(self) -> None:
+        self._renderers: dict[tuple, tuple[mujoco.Renderer, int]] = {}
+
+    def acquire(self, key: tuple, model: mujoco.MjModel) -> mujoco.Renderer:
+        renderer, users = self._renderers.get(key, (None, 0))
+        if renderer is None:
+            _, size, detail = key
+            renderer = mujoco.Renderer(render_model(model, detail), size, size)
+        self._renderers[key] = (renderer, users + 1)
+        return renderer
+
+    def release(self, key: tuple) -> None:
+        renderer, users = self._renderers[key]
+        if users > 1:
+            self._renderers[key] = (renderer, users - 1)
+        else:
+            del self._renderers[key]
+            renderer.close()
+
+
+_RENDERERS = _SharedRenderers()
+
+
+def _release(renderer_key: tuple | None, env: metaworld.SawyerXYZEnv) -> None:
+    if renderer_key is not None:
+        _RENDERERS.release(renderer_key)
     env.close()
 
 

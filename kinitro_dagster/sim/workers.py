@@ -91,10 +91,11 @@ def evaluate_partition(
 
 def default_miners_per_worker(env_config: EnvConfig | None) -> int:
     """3 without images: one miner keeps the core ~70 % busy, two ~94 %, three ~99 % (an env costs
-    ~27 MiB more; a worker holds 246 MiB with three). 1 with images, where rendering is most of a
-    step and a worker holds 365 MiB with one env and its renderer, 521 MiB with two (DESIGN §11:
-    an episode worker <= 512 MiB)."""
-    return 1 if (env_config or EnvConfig()).use_images else 3
+    ~27 MiB more; a worker holds 246 MiB with three). 2 with images: a worker's envs share one
+    renderer (sim/metaworld.py), so a second env costs ~45 MiB (449 MiB with two, 404 with one;
+    DESIGN §11: an episode worker <= 512 MiB), and its frames are drawn while the other miner's
+    policy computes."""
+    return 2 if (env_config or EnvConfig()).use_images else 3
 
 
 def usable_cores() -> int:

@@ -72,3 +72,23 @@ def test_the_scene_is_built_from_the_physics_model():
 def test_a_detail_outside_0_to_1_is_refused(detail):
     with pytest.raises(ValueError, match="render_mesh_detail must be in"):
         MetaWorldEnv(ENV_ID, EnvConfig(render_mesh_detail=detail))
+
+
+def test_envs_of_a_task_share_one_renderer_and_each_draws_its_own_scene():
+    with MetaWorldEnv(ENV_ID, EnvConfig()) as alone:
+        alone.reset(4)
+        expected = alone.render("corner")
+    first, second = MetaWorldEnv(ENV_ID, EnvConfig()), MetaWorldEnv(ENV_ID, EnvConfig())
+    try:
+        assert first._renderer is second._renderer
+        first.reset(3)
+        second.reset(4)
+        first.render("corner")  # the shared scene now holds the first env's
+        assert np.array_equal(second.render("corner"), expected)
+        first.close()  # the renderer stays for the env still using it
+        assert np.array_equal(second.render("corner"), expected)
+    finally:
+        first.close()
+        second.close()
+    with MetaWorldEnv(ENV_ID, EnvConfig(render_mesh_detail=1.0)) as full:
+        assert full._renderer is not second._renderer  # another detail: another context

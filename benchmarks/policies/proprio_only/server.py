@@ -14,7 +14,7 @@ from pathlib import Path
 TRIVIAL = Path(__file__).resolve().parents[1] / "trivial"
 sys.path.insert(0, str(TRIVIAL))  # its policy and rl_interface modules
 _spec = importlib.util.spec_from_file_location("trivial_server", TRIVIAL / "server.py")
-trivial = importlib.util.module_from_spec(_spec)
+trivial = sys.modules["trivial_server"] = importlib.util.module_from_spec(_spec)  # FastAPI resolves its types there
 _spec.loader.exec_module(trivial)
 
 app = trivial.app
