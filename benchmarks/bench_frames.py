@@ -131,6 +131,14 @@ def partition_rate(deployments: list[LocalDeployment], seeds: list[int], detail:
     return sum(r.steps for r in records) / max(sum(r.wall_seconds for r in records if r.uid == t.uid) for t in targets)
 
 
+def gl_renderer(env: MetaWorldEnv) -> str:
+    """The GL renderer drawing `env`'s frames ("llvmpipe ...": the CPU; a GPU's name otherwise)."""
+    from OpenGL import GL
+
+    env._renderer._gl_context.make_current()
+    return GL.glGetString(GL.GL_RENDERER).decode()
+
+
 def frame_ms(env: MetaWorldEnv, n: int = 200) -> float:
     env.reset(0)
     env.render(CAMERAS[0])
@@ -186,6 +194,7 @@ def main() -> None:
     try:
         envs = {detail: MetaWorldEnv(ENV_ID, config(detail)) for detail in (1.0, DEFAULT_DETAIL)}
         frame_cost = {detail: round(frame_ms(env), 3) for detail, env in envs.items()}
+        renderer = gl_renderer(envs[DEFAULT_DETAIL])
         with PolicyClient(templates[0].base_url) as client:
             for env in envs.values():
                 end_to_end_rate(env, client, seeds[:1])  # warm-up: connection, GL state
@@ -225,6 +234,7 @@ def main() -> None:
         "benchmark": "frames",
         "env_id": ENV_ID,
         "cores": cores,
+        "renderer": renderer,
         "image_size": 84,
         "cameras": list(CAMERAS),
         "render_mesh_detail": DEFAULT_DETAIL,

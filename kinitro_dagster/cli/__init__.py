@@ -9,13 +9,14 @@ run inside the commands: `kinitro --help` stays fast.
     env        env list / test / build: simulated environments and their images
     runtimes   runtimes list / prune: the miner runtimes this host keeps
     audit      verify, replay: a validator's check of published weights; one recorded episode played again
+    plan       plan: the hosts and time a cycle needs, from this host's measured rates
 """
 
 from __future__ import annotations
 
 import click
 
-from kinitro_dagster.cli import audit, db, env, runtimes, services
+from kinitro_dagster.cli import audit, db, env, plan, runtimes, services
 from kinitro_dagster.cli.services import _EXECUTOR_FLAGS as _EXECUTOR_FLAGS  # the service tests read these
 from kinitro_dagster.cli.services import _SCHEDULER_FLAGS as _SCHEDULER_FLAGS
 
@@ -35,6 +36,6 @@ def main() -> None:
 
 for _command in (
     services.demo, services.dev, services.api, services.scheduler, services.executor,
-    db.db, env.env, runtimes.runtimes, audit.verify, audit.replay,
+    db.db, env.env, runtimes.runtimes, audit.verify, audit.replay, plan.plan,
 ):  # fmt: skip
     main.add_command(_command)
