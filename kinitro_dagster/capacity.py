@@ -68,17 +68,21 @@ class CyclePlan:
     steps_per_core_s: float
     worker_core_hours: float
     host_core_hours: float  # worker cores plus the policies' cores beside them
-    hosts: int  # the fewest hosts of `cores_per_host` cores that play the cycle within the interval
-    wall_seconds: float  # on that many hosts, every core busy
-    single_host_wall_seconds: float
     interval_seconds: int
-    fits_on_one_host: bool
-    partitions: int  # env partitions: without sharding, no more hosts than this play at once
+    cores_per_host: int
+    partitions: int  # env partitions: each runs on one host, whole
+    partition_seconds: float  # one partition on one host, every core busy
+    # The fewest hosts that play the cycle within the interval, partitions whole (None: not even one
+    # host per partition does), and the cycle's wall time on them.
+    hosts: int | None
+    wall_seconds: float | None
+    # Were a partition's miners spread over hosts (not built yet): the fewest hosts, and their wall time.
+    spread_hosts: int
+    spread_wall_seconds: float
 
     @property
-    def needs_sharding(self) -> bool:
-        """Whether the cycle needs more hosts than it has env partitions."""
-        return self.hosts > self.partitions
+    def single_host_wall_seconds(self) -> float:
+        return self.partitions * self.partition_seconds
 
 
 def plan_cycle(
@@ -92,9 +96,13 @@ def plan_cycle(
     cores_per_host: int,
     interval_seconds: int,
 ) -> CyclePlan:
-    """The work of one cycle and the hosts it needs to finish within `interval_seconds`."""
+    """The work of one cycle and the hosts it needs to finish within `interval_seconds`.
+
+    Partitions (one per env, all the same size) run whole on one host each, a host playing its
+    partitions one after another: with H hosts the cycle takes ceil(envs / H) partitions' time.
+    """
     for name, value in {"miners": miners, "envs": envs, "episodes": episodes, "max_steps": max_steps,
-                        "cores_per_host": cores_per_host, "interval_seconds": interval_seconds}.items():  # fmt: skip
+                        "interval_seconds": interval_seconds}.items():  # fmt: skip
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
     if cores_per_host < 1 + POLICY_CORES_PER_WORKER_CORE:
@@ -104,16 +112,21 @@ def plan_cycle(
     rate = rates.images_steps_per_s if images else rates.proprio_steps_per_s
     worker_core_s = steps / rate
     host_core_s = worker_core_s * (1 + POLICY_CORES_PER_WORKER_CORE)
-    hosts = max(1, math.ceil(host_core_s / (interval_seconds * cores_per_host)))
+    partition_s = host_core_s / envs / cores_per_host
+    rounds = math.floor(interval_seconds / partition_s)  # partitions one host plays within the interval
+    hosts = math.ceil(envs / rounds) if rounds >= 1 else None
+    spread_hosts = max(1, math.ceil(host_core_s / (interval_seconds * cores_per_host)))
     return CyclePlan(
         steps=steps,
         steps_per_core_s=rate,
         worker_core_hours=worker_core_s / 3600,
         host_core_hours=host_core_s / 3600,
-        hosts=hosts,
-        wall_seconds=host_core_s / (hosts * cores_per_host),
-        single_host_wall_seconds=host_core_s / cores_per_host,
         interval_seconds=interval_seconds,
-        fits_on_one_host=host_core_s / cores_per_host <= interval_seconds,
+        cores_per_host=cores_per_host,
         partitions=envs,
+        partition_seconds=partition_s,
+        hosts=hosts,
+        wall_seconds=math.ceil(envs / hosts) * partition_s if hosts else None,
+        spread_hosts=spread_hosts,
+        spread_wall_seconds=host_core_s / (spread_hosts * cores_per_host),
     )

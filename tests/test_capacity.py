@@ -28,16 +28,23 @@ def write_rates(path: Path, *, images: float = 200.0, proprio: float = 2000.0, r
 
 def test_a_cycle_is_its_steps_over_the_measured_rate(tmp_path):
     rates = MeasuredRates.load(write_rates(tmp_path / "frames.json"))
-    plan = plan_cycle(miners=256, envs=8, episodes=50, max_steps=500, images=True, rates=rates, cores_per_host=16,
-                      interval_seconds=3600)  # fmt: skip
-    assert plan.steps == 51_200_000
-    assert plan.worker_core_hours == pytest.approx(51_200_000 / 200 / 3600)  # 71.1
-    assert plan.host_core_hours == pytest.approx(2 * plan.worker_core_hours)  # a policy core beside each
-    assert plan.hosts == 9 and plan.wall_seconds <= 3600 < plan.host_core_hours * 3600 / (8 * 16)
-    assert plan.needs_sharding and not plan.fits_on_one_host
-    proprio = plan_cycle(miners=256, envs=8, episodes=50, max_steps=500, images=False, rates=rates, cores_per_host=16,
-                         interval_seconds=3600)  # fmt: skip
-    assert proprio.hosts == 1 and proprio.fits_on_one_host and not proprio.needs_sharding
+
+    def plan(cores: int, images: bool = True):
+        return plan_cycle(miners=256, envs=8, episodes=50, max_steps=500, images=images, rates=rates,
+                          cores_per_host=cores, interval_seconds=3600)  # fmt: skip
+
+    sixteen = plan(16)
+    assert sixteen.steps == 51_200_000
+    assert sixteen.worker_core_hours == pytest.approx(51_200_000 / 200 / 3600)  # 71.1
+    assert sixteen.host_core_hours == pytest.approx(2 * sixteen.worker_core_hours)  # a policy core beside each
+    # A partition takes 4,000 s on 16 cores: no number of hosts fits it in the hour, whole.
+    assert sixteen.partition_seconds == pytest.approx(4000) and sixteen.hosts is None
+    assert sixteen.spread_hosts == 9 and sixteen.spread_wall_seconds <= 3600  # were its miners spread
+    # On 32 cores a partition takes 2,000 s: one a host, 8 hosts; on 64, three a host (3 hosts, 3,000 s).
+    assert (plan(32).hosts, plan(32).wall_seconds) == (8, pytest.approx(2000))
+    assert (plan(64).hosts, plan(64).wall_seconds) == (3, pytest.approx(3000))
+    proprio = plan(16, images=False)
+    assert proprio.hosts == 1 and proprio.wall_seconds == pytest.approx(2 * 51_200_000 / 2000 / 16)
 
 
 def test_missing_or_foreign_rates_say_what_to_run(tmp_path):
@@ -55,8 +62,8 @@ def test_the_cli_plans_and_refuses_rates_of_the_other_kind_of_host(tmp_path):
     result = runner.invoke(main, ["plan", "--miners", "256", "--envs", "8", "--episodes", "50", "--rates", str(cpu),
                                   "--cores-per-host", "16"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "51,200,000 steps" in result.output and "9 host(s) of 16 cores" in result.output
-    assert "spread over hosts" in result.output
+    assert "51,200,000 steps" in result.output and "not possible with a partition on one host" in result.output
+    assert "9 hosts of 16 cores" in result.output
     refused = runner.invoke(main, ["plan", "--miners", "4", "--envs", "1", "--gpu", "--rates", str(cpu)])
     assert refused.exit_code == 1 and "measured with llvmpipe" in refused.output
     refused = runner.invoke(main, ["plan", "--miners", "4", "--envs", "1", "--rates", str(gpu)])

@@ -50,20 +50,28 @@ def plan(miners: int, envs: int, episodes: int | None, steps: int | None, images
     interval_seconds = interval_seconds or scheduler.eval_interval_seconds
     result = plan_cycle(miners=miners, envs=envs, episodes=episodes, max_steps=steps, images=use_images, rates=rates,
                         cores_per_host=hosts_cores, interval_seconds=interval_seconds)
+    rendering = ("GPU" if gpu else "CPU") + " rendering" if use_images else "nothing rendered"
     click.echo(f"cycle: {miners} miners x {envs} envs x {episodes} episodes x <= {steps} steps = {result.steps:,} "
-               f"steps, {'cameras' if use_images else 'no cameras'}, {'GPU' if gpu else 'CPU'} rendering")
+               f"steps, {'cameras' if use_images else 'no cameras'}, {rendering}")
     click.echo(f"rate: {result.steps_per_core_s:,.0f} steps/s a worker core (measured {rates.measured_at} with "
                f"{rates.renderer}, {rates.source})")  # fmt: skip
     click.echo(f"work: {result.worker_core_hours:,.1f} worker core-hours, {result.host_core_hours:,.1f} with the "
                "policies' cores beside them")  # fmt: skip
-    click.echo(f"one host of {hosts_cores} cores: {_duration(result.single_host_wall_seconds)}"
-               f" ({'fits' if result.fits_on_one_host else 'does not fit'} the {_duration(result.interval_seconds)} "
-               "interval)")  # fmt: skip
-    click.echo(f"within the interval: {result.hosts} host(s) of {hosts_cores} cores, "
-               f"{_duration(result.wall_seconds)} a cycle")  # fmt: skip
-    if result.needs_sharding:
-        click.echo(f"note: {result.hosts} hosts exceed the cycle's {result.partitions} env partitions: each "
-                   "partition's miners must be spread over hosts (README, 'Bigger fleets')")  # fmt: skip
+    interval = _duration(result.interval_seconds)
+    click.echo(f"one partition (an env) on one host of {hosts_cores} cores: {_duration(result.partition_seconds)}; "
+               f"the whole cycle on that host: {_duration(result.single_host_wall_seconds)}")  # fmt: skip
+    if result.hosts is not None:
+        click.echo(f"within the {interval} interval: {result.hosts} host(s) of {hosts_cores} cores, "
+                   f"{_duration(result.wall_seconds)} a cycle")  # fmt: skip
+    else:
+        click.echo(f"within the {interval} interval: not possible with a partition on one host; spreading each "
+                   f"partition's miners over hosts (not built yet) would take {result.spread_hosts} hosts of "
+                   f"{hosts_cores} cores, {_duration(result.spread_wall_seconds)} a cycle")  # fmt: skip
+    hosts = result.hosts or result.spread_hosts
+    if hosts > 1:
+        click.echo(f"note: {hosts} hosts means {min(hosts, envs)} episode runs at once, each on its own host: "
+                   "Kubernetes (dagster-k8s) places them, and deploy/dagster.yaml's run queue must allow them "
+                   "(max_concurrent_runs, the kinitro/env_family limits); README, 'Bigger fleets'")
     if os.getloadavg()[0] > 1.5 and rates_path is None:
         click.echo("note: this host is busy now; the saved rates were measured when it ran the benchmark")
 
