@@ -22,7 +22,7 @@ from kinitro_dagster.miners.deployments import LocalDeployment
 from kinitro_dagster.miners.policy_client import PolicyClient
 from kinitro_dagster.protocol import PolicyAction
 from kinitro_dagster.settings import state_dir
-from kinitro_dagster.sim.base import EnvConfig, SimEnv, StepResult, make_env
+from kinitro_dagster.sim.base import EnvConfig, SimEnv, StepResult, make_env, observed_config
 from kinitro_dagster.sim.episode import run_episode
 from kinitro_dagster.warehouse.records import CommitmentRecord, CommitmentStatus, CycleConfiguration, EpisodeRecord
 
@@ -120,15 +120,16 @@ def replay_episode(
     env_factory: Callable[[str, EnvConfig], SimEnv] = make_env,
 ) -> Replay:
     """Play `recorded` again (its seed, the cycle's settings) against the policy in `policy_dir`, served
-    as a local subprocess by `python`; write its frames, a GIF and a thumbnail under `out_dir`."""
-    watcher = WatchingEnv(env_factory(env_id, env_config_of(cycle)))
-    try:
-        with LocalDeployment(policy_dir, python=python, warmup_timeout=warmup_timeout) as server, \
-                PolicyClient(server.base_url, action_timeout=cycle.action_timeout) as client:
+    as a local subprocess by `python`; write its frames, a GIF and a thumbnail under `out_dir`. The
+    policy is sent what the cycle sent it: the cameras its `/health` declares it reads."""
+    with LocalDeployment(policy_dir, python=python, warmup_timeout=warmup_timeout) as server, \
+            PolicyClient(server.base_url, action_timeout=cycle.action_timeout) as client:
+        watcher = WatchingEnv(env_factory(env_id, observed_config(env_id, env_config_of(cycle), server.observation)))
+        try:
             replayed = run_episode(watcher, client, uid=recorded.uid, episode=recorded.episode, seed=recorded.seed,
                                    eval_timeout=cycle.eval_timeout)
-    finally:
-        watcher.close()
+        finally:
+            watcher.close()
     frames, animation, thumbnail = write_frames(watcher.frames, out_dir, watcher.first_success)
     found = mismatches(recorded, replayed)
     log.info("episode replayed", extra={"env_id": env_id, "uid": recorded.uid, "episode": recorded.episode,

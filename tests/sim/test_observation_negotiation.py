@@ -94,3 +94,22 @@ def test_each_policy_is_sent_the_cameras_it_declared(tmp_path):
     assert all(not obs["cam_intrinsics"] for obs in sent[1]) and set(sent[2][0]["cam_intrinsics"]) == {"corner2"}
     # What a camera choice changes is the images: every policy played the same episodes.
     assert len({tuple(r.total_reward for r in records if r.uid == uid) for uid in declarations}) == 1
+
+
+def test_a_replay_sends_the_policy_what_the_cycle_sent_it(tmp_path, monkeypatch):
+    import sys
+
+    from kinitro_dagster.sim.replay import replay_episode
+    from kinitro_dagster.warehouse.records import CycleConfiguration, EpisodeRecord
+
+    record = tmp_path / "sent.jsonl"
+    monkeypatch.setenv("FIXTURE_RECORD", str(record))  # the policy server inherits both
+    monkeypatch.setenv("FIXTURE_OBSERVATION", json.dumps({"cameras": ["corner2"]}))
+    cycle = CycleConfiguration(env_ids=(ENV_ID,), episodes_per_env=1, eval_interval_blocks=100, max_timesteps=3,
+                               action_timeout=0.5, eval_timeout=60.0, use_images=True, privileged_state=False,
+                               pareto_temperature=1.0, cycle_timeout_seconds=7200, code_version="test")  # fmt: skip
+    recorded = EpisodeRecord(uid=0, episode=0, seed=5, success=False, total_reward=0.0, steps=3, wall_seconds=0.1)
+    replay = replay_episode(ENV_ID, cycle, recorded, RECORDER, tmp_path / "replay", python=sys.executable,
+                            warmup_timeout=30.0)  # fmt: skip
+    assert replay.replayed.error_kind is None and len(replay.frames) == 4  # the watch camera draws them all
+    assert {tuple(json.loads(line)["rgb"]) for line in record.read_text().splitlines()} == {("corner2",)}
