@@ -6,22 +6,23 @@ On metaworld/pick-place-v3 (the Sawyer arm is the same in every env), both camer
 same seeds and random actions in every mode, this process pinned to one core (a rollout worker's)
 and the policy server on the other, over a Unix socket (docker mode's transport):
 
-- `frame_ms`: one camera's frame (scene update, render, readback) at each mesh detail.
+- `frame_ms`: one camera's frame (scene update, render, readback), full and simplified meshes
+  (`simplified_detail`, KINITRO_EXECUTOR_RENDER_MESH_DETAIL=0.2; the default is 1.0, the full ones).
 - `bare_steps_per_s`: MetaWorld's env (with our exact fast paths) plus a renderer drawing both
   cameras at the detail, no wrapper, no encoding, no HTTP: the simulator and renderer alone.
 - `end_to_end_steps_per_s`: `evaluate_partition`, the evaluator as it plays a partition: one
   worker pinned to the env core playing `miners_per_worker` miners at once (the default with
   cameras), each a FastAPI template policy (benchmarks/policies/trivial) on the other core, every
-  frame base64-encoded and sent. `default`: this code's defaults; `before`: the path before this
-  benchmark's work (full meshes, one miner a worker with cameras).
-- `end_to_end_over_bare` (target >= 0.8) and `gain_over_before`: the default end-to-end rate over
-  the bare rate at the default detail, and over `before`. `frame_path_gain`: bare, default detail
-  over full meshes. `one_miner_*`: a single miner played alone (`run_episode`), the env core idle
-  while its policy answers: what interleaving recovers.
+  frame base64-encoded and sent. `default`: this code's defaults; `simplified`: the same at 0.2;
+  `before`: one miner a worker with cameras, as before the shared renderer.
+- `end_to_end_over_bare` (target >= 0.8), `gain_over_before`, and their `simplified_` twins: the
+  end-to-end rate over the bare rate at the same detail, and over `before`. `frame_path_gain`:
+  bare, simplified over full meshes. `one_miner_*`: a single miner played alone (`run_episode`),
+  the env core idle while its policy answers: what interleaving recovers.
 - `proprio_only_steps_per_s` / `all_cameras_steps_per_s`: in the same rounds, the same partition of
   policies whose /health declares they read no camera (benchmarks/policies/proprio_only: nothing is
   rendered for them) and of policies that declare nothing (they get every camera).
-- `frame_difference`: the default detail's frames against the full meshes', as
+- `frame_difference`: the simplified meshes' frames against the full meshes', as
   tests/sim/test_mesh_detail.py bounds them.
 
 Rounds alternate the modes; rates are each mode's best round, ratios the median of per-round ratios.
@@ -53,7 +54,7 @@ from kinitro_dagster.miners.policy_client import PolicyClient
 from kinitro_dagster.settings import state_dir
 from kinitro_dagster.sim.base import EnvConfig, observed_config
 from kinitro_dagster.sim.episode import MinerTarget, run_episode
-from kinitro_dagster.sim.mesh_detail import render_model
+from kinitro_dagster.sim.mesh_detail import SIMPLIFIED_DETAIL, render_model
 from kinitro_dagster.sim.metaworld import MetaWorldEnv, _use_fast_rendering
 from kinitro_dagster.sim.metaworld_fast import accelerate
 from kinitro_dagster.sim.registry import env_task_name
@@ -149,9 +150,9 @@ def frame_ms(env: MetaWorldEnv, n: int = 200) -> float:
 
 
 def frame_difference(seeds: list[int], actions: np.ndarray) -> dict[str, float]:
-    """Both cameras over 40 steps of each seed, default detail against the full meshes."""
+    """Both cameras over 40 steps of each seed, the simplified meshes against the full ones."""
     stacks = []
-    for detail in (1.0, DEFAULT_DETAIL):
+    for detail in (1.0, SIMPLIFIED_DETAIL):
         with MetaWorldEnv(ENV_ID, config(detail)) as env:
             frames = []
             for seed in seeds:
@@ -192,32 +193,34 @@ def main() -> None:
     rates: dict[str, list[float]] = {}
     ratios: dict[str, list[float]] = {}
     try:
-        envs = {detail: MetaWorldEnv(ENV_ID, config(detail)) for detail in (1.0, DEFAULT_DETAIL)}
+        envs = {detail: MetaWorldEnv(ENV_ID, config(detail)) for detail in (1.0, SIMPLIFIED_DETAIL)}
         frame_cost = {detail: round(frame_ms(env), 3) for detail, env in envs.items()}
-        renderer = gl_renderer(envs[DEFAULT_DETAIL])
+        renderer = gl_renderer(envs[SIMPLIFIED_DETAIL])
         with PolicyClient(templates[0].base_url) as client:
             for env in envs.values():
                 end_to_end_rate(env, client, seeds[:1])  # warm-up: connection, GL state
             for _ in range(args.rounds):
                 round_rates = {
-                    "bare_full": bare_rate(1.0, seeds, actions),
                     "bare": bare_rate(DEFAULT_DETAIL, seeds, actions),
+                    "bare_simplified": bare_rate(SIMPLIFIED_DETAIL, seeds, actions),
                     # One miner at a time, the env waiting while its policy computes.
-                    "one_miner_full": end_to_end_rate(envs[1.0], client, seeds),
                     "one_miner": end_to_end_rate(envs[DEFAULT_DETAIL], client, seeds),
-                    # The evaluator as it plays a partition: before (full meshes, one miner a worker
-                    # with cameras, a GL context per env) and now (the defaults).
-                    "partition_before": partition_rate(templates[:1], seeds, 1.0, env_cpu),
+                    # The evaluator as it plays a partition: before (one miner a worker with cameras,
+                    # a GL context per env), now (the defaults) and with the simplified meshes.
+                    "partition_before": partition_rate(templates[:1], seeds, DEFAULT_DETAIL, env_cpu),
                     "partition": partition_rate(templates, seeds, DEFAULT_DETAIL, env_cpu),
+                    "partition_simplified": partition_rate(templates, seeds, SIMPLIFIED_DETAIL, env_cpu),
                     "partition_proprio_only": partition_rate(proprio, seeds, DEFAULT_DETAIL, env_cpu),
                 }
                 for name, rate in round_rates.items():
                     rates.setdefault(name, []).append(rate)
                 for name, (over, under) in {
                     "end_to_end_over_bare": ("partition", "bare"),
+                    "simplified_end_to_end_over_bare": ("partition_simplified", "bare_simplified"),
                     "one_miner_over_bare": ("one_miner", "bare"),
                     "gain_over_before": ("partition", "partition_before"),
-                    "frame_path_gain": ("bare", "bare_full"),
+                    "simplified_gain_over_before": ("partition_simplified", "partition_before"),
+                    "frame_path_gain": ("bare_simplified", "bare"),
                     "all_cameras_over_proprio_only": ("partition", "partition_proprio_only"),
                 }.items():
                     ratios.setdefault(name, []).append(round_rates[over] / round_rates[under])
@@ -238,11 +241,13 @@ def main() -> None:
         "image_size": 84,
         "cameras": list(CAMERAS),
         "render_mesh_detail": DEFAULT_DETAIL,
+        "simplified_detail": SIMPLIFIED_DETAIL,
         "miners_per_worker": per_worker,
-        "frame_ms": {"full_meshes": frame_cost[1.0], "default_detail": frame_cost[DEFAULT_DETAIL]},
-        "bare_steps_per_s": {"full_meshes": best["bare_full"], "default_detail": best["bare"]},
-        "one_miner_steps_per_s": {"full_meshes": best["one_miner_full"], "default_detail": best["one_miner"]},
-        "end_to_end_steps_per_s": {"before": best["partition_before"], "default": best["partition"]},
+        "frame_ms": {"full_meshes": frame_cost[1.0], "simplified": frame_cost[SIMPLIFIED_DETAIL]},
+        "bare_steps_per_s": {"default": best["bare"], "simplified": best["bare_simplified"]},
+        "one_miner_steps_per_s": best["one_miner"],
+        "end_to_end_steps_per_s": {"before": best["partition_before"], "default": best["partition"],
+                                   "simplified": best["partition_simplified"]},
         "all_cameras_steps_per_s": best["partition"],
         "proprio_only_steps_per_s": best["partition_proprio_only"],
         **medians,

@@ -32,12 +32,22 @@ class RatesMissing(RuntimeError):
 class MeasuredRates:
     """A host's rates, as benchmarks/bench_frames.py measured and saved them."""
 
-    images_steps_per_s: float  # one worker core, every camera at 84x84
+    images_steps_per_s: float  # one worker core, every camera at 84x84, the full meshes (the default)
+    simplified_steps_per_s: float  # the same with the simplified meshes (KINITRO_EXECUTOR_RENDER_MESH_DETAIL)
+    simplified_detail: float
     proprio_steps_per_s: float  # one worker core, no camera rendered
     renderer: str  # the GL renderer the frames were drawn by (llvmpipe: the CPU)
     cores: int  # the measuring host's cores
     measured_at: str
     source: Path
+
+    def images_rate(self, mesh_detail: float) -> float:
+        """Steps/s with cameras at a mesh detail the benchmark measured; ValueError for another."""
+        measured = {1.0: self.images_steps_per_s, self.simplified_detail: self.simplified_steps_per_s}
+        if mesh_detail not in measured:
+            raise ValueError(f"{self.source} has rates for mesh detail {' and '.join(map(str, measured))}, "
+                             f"not {mesh_detail}: set KINITRO_EXECUTOR_RENDER_MESH_DETAIL to one of them")
+        return measured[mesh_detail]
 
     @property
     def on_gpu(self) -> bool:
@@ -52,6 +62,8 @@ class MeasuredRates:
             data = json.loads(path.read_text())
             return cls(
                 images_steps_per_s=float(data["end_to_end_steps_per_s"]["default"]),
+                simplified_steps_per_s=float(data["end_to_end_steps_per_s"]["simplified"]),
+                simplified_detail=float(data["simplified_detail"]),
                 proprio_steps_per_s=float(data["proprio_only_steps_per_s"]),
                 renderer=str(data["renderer"]),
                 cores=int(data["cores"]),
@@ -93,6 +105,7 @@ def plan_cycle(
     max_steps: int,
     images: bool,
     rates: MeasuredRates,
+    mesh_detail: float = 1.0,
     cores_per_host: int,
     interval_seconds: int,
 ) -> CyclePlan:
@@ -109,7 +122,7 @@ def plan_cycle(
         raise ValueError(f"a host needs at least {1 + POLICY_CORES_PER_WORKER_CORE} cores: one for a worker, "
                          "one for its policies")  # fmt: skip
     steps = miners * envs * episodes * max_steps
-    rate = rates.images_steps_per_s if images else rates.proprio_steps_per_s
+    rate = rates.images_rate(mesh_detail) if images else rates.proprio_steps_per_s
     worker_core_s = steps / rate
     host_core_s = worker_core_s * (1 + POLICY_CORES_PER_WORKER_CORE)
     partition_s = host_core_s / envs / cores_per_host

@@ -156,9 +156,10 @@ class ExecutorSettings(BaseSettings):
     # applied to the model's original values. Not in the operator's guide (Kinitro always does it).
     physics_randomization: bool = True
     # Fraction of each large MetaWorld mesh's triangles the cameras draw (sim/mesh_detail.py): a
-    # frame's cost under software GL is its triangles. 1.0 draws the full meshes (frames as before
-    # this setting, ~2.4x the time); the default's frames are within mesh_detail.FRAME_TOLERANCE.
-    render_mesh_detail: float = Field(default=0.2, gt=0, le=1)
+    # frame's cost under software GL is its triangles. 1.0 draws the full meshes, the frames miners
+    # trained on; 0.2 draws a frame 2.4x faster, within mesh_detail.FRAME_TOLERANCE of them, yet a
+    # vision policy trained on full-mesh frames may fail on it: announce a change to miners first.
+    render_mesh_detail: float = Field(default=1.0, gt=0, le=1)
     max_workers: OptionalCount = None  # rollout worker processes of a partition's step; None: the cores given
     # Miners each step of an episode partition plays (`play_shard`): the partition's miners in shards,
     # one step each, which the job's executor runs as processes (or containers, pods) of their own.

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def write_rates(path: Path, *, images: float = 200.0, proprio: float = 2000.0, renderer: str = "llvmpipe (LLVM 15)",
                 cores: int = 2) -> Path:  # fmt: skip
     """A result line in bench_frames.py's shape (the slow test below checks the real one loads)."""
-    path.write_text(json.dumps({"benchmark": "frames", "end_to_end_steps_per_s": {"before": 70.0, "default": images},
+    path.write_text(json.dumps({"benchmark": "frames", "simplified_detail": 0.2,
+                                "end_to_end_steps_per_s": {"before": 70.0, "default": images, "simplified": 2 * images},
                                 "proprio_only_steps_per_s": proprio, "renderer": renderer, "cores": cores,
                                 "measured_at": "2026-12-02T00:00:00Z"}) + "\n")  # fmt: skip
     return path
@@ -43,6 +44,11 @@ def test_a_cycle_is_its_steps_over_the_measured_rate(tmp_path):
     # On 32 cores a partition takes 2,000 s: one a host, 8 hosts; on 64, three a host (3 hosts, 3,000 s).
     assert (plan(32).hosts, plan(32).wall_seconds) == (8, pytest.approx(2000))
     assert (plan(64).hosts, plan(64).wall_seconds) == (3, pytest.approx(3000))
+    simplified = plan_cycle(miners=256, envs=8, episodes=50, max_steps=500, images=True, rates=rates, mesh_detail=0.2,
+                            cores_per_host=16, interval_seconds=3600)  # fmt: skip
+    assert simplified.steps_per_core_s == 400.0  # the simplified meshes' measured rate
+    with pytest.raises(ValueError, match=r"mesh detail 1\.0 and 0\.2, not 0\.5"):
+        rates.images_rate(0.5)
     proprio = plan(16, images=False)
     assert proprio.hosts == 1 and proprio.wall_seconds == pytest.approx(2 * 51_200_000 / 2000 / 16)
 

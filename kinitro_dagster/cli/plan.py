@@ -48,9 +48,14 @@ def plan(miners: int, envs: int, episodes: int | None, steps: int | None, images
     steps = steps or executor.max_timesteps
     hosts_cores = cores_per_host or rates.cores
     interval_seconds = interval_seconds or scheduler.eval_interval_seconds
-    result = plan_cycle(miners=miners, envs=envs, episodes=episodes, max_steps=steps, images=use_images, rates=rates,
-                        cores_per_host=hosts_cores, interval_seconds=interval_seconds)
-    rendering = ("GPU" if gpu else "CPU") + " rendering" if use_images else "nothing rendered"
+    try:
+        result = plan_cycle(miners=miners, envs=envs, episodes=episodes, max_steps=steps, images=use_images,
+                            rates=rates, mesh_detail=executor.render_mesh_detail, cores_per_host=hosts_cores,
+                            interval_seconds=interval_seconds)  # fmt: skip
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    rendering = (f"{'GPU' if gpu else 'CPU'} rendering, mesh detail {executor.render_mesh_detail}" if use_images
+                 else "nothing rendered")
     click.echo(f"cycle: {miners} miners x {envs} envs x {episodes} episodes x <= {steps} steps = {result.steps:,} "
                f"steps, {'cameras' if use_images else 'no cameras'}, {rendering}")
     click.echo(f"rate: {result.steps_per_core_s:,.0f} steps/s a worker core (measured {rates.measured_at} with "

@@ -38,9 +38,9 @@ Rendering cost. Before the first render the model's off-screen multisampling, sh
 reflections are switched off, and llvmpipe renders on the worker's own thread (LP_NUM_THREADS=0,
 unless the operator set it): 6-8 ms a frame at 84x84 against ~100 ms at MuJoCo's defaults here.
 The viewer's scene flags are left alone: toggling them makes later envs render black. The
-cameras draw simplified meshes (`EnvConfig.render_mesh_detail`, sim/mesh_detail.py): a frame's cost is
-its triangles, and at the default detail a frame costs ~2.4x less, within a stated tolerance of
-the full meshes' frame. One
+cameras may draw simplified meshes (`EnvConfig.render_mesh_detail`, sim/mesh_detail.py; the
+default 1.0 draws them whole): a frame's cost is its triangles, and at 0.2 a frame costs ~2.4x
+less, within a stated tolerance of the full meshes' frame. One
 `mujoco.Renderer` renders every camera in turn for every env of the task in the process
 (`_SharedRenderers`): a second one renders no faster and costs ~150 MiB more.
 """

@@ -3,6 +3,7 @@ executor), writes the same episode rows as the partition played by one step."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
+import kinitro_dagster.definitions
 from kinitro_dagster.definitions import build_definitions
 from kinitro_dagster.defs.episodes import shards_of
 from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS, episode_key
@@ -56,7 +58,9 @@ def test_a_partition_in_shards_writes_the_rows_of_one_step(tmp_path, monkeypatch
         one_step = [tuple(getattr(r, f) for f in OUTCOME) for r in store.episodes(cycle, env_id)]
 
         monkeypatch.setenv("KINITRO_EXECUTOR_MINERS_PER_SHARD", "1")
-        # Each step process loads the job from the code location's module, with this process's settings.
+        # Each step process loads the job from the code location's module, with this process's settings
+        # (this process too: the module built its Definitions from the settings it was first imported with).
+        importlib.reload(kinitro_dagster.definitions)
         job = ReconstructableRepository.for_module("kinitro_dagster.definitions", "defs").get_reconstructable_job(
             "evaluate_env")
         result = dg.execute_job(job, instance=instance, tags={"dagster/partition": partition})

@@ -171,7 +171,8 @@ def check_parse(raw: str | bytes, figures: Figures) -> ParsedCommitment | None:
     assert 7 <= len(parsed.revision) <= 40 and set(parsed.revision) <= set(HEX)
     text = raw.decode() if isinstance(raw, bytes) else raw
     assert len(text.encode()) <= MAX_COMMITMENT_BYTES
-    assert text.strip().startswith(f"{parsed.repo}:") and parsed.revision in text.lower()
+    fields = text.strip().split(":")  # each of repo and revision may have spaces around it
+    assert fields[0].strip() == parsed.repo and fields[1].strip().lower() == parsed.revision
     return parsed
 
 

@@ -7,10 +7,9 @@ import pytest
 
 from kinitro_dagster.protocol import PolicyAction
 from kinitro_dagster.sim.base import EnvConfig
-from kinitro_dagster.sim.mesh_detail import FRAME_TOLERANCE, MIN_FACES, render_model
+from kinitro_dagster.sim.mesh_detail import FRAME_TOLERANCE, MIN_FACES, SIMPLIFIED_DETAIL, render_model
 from kinitro_dagster.sim.metaworld import MetaWorldEnv
 
-DEFAULT_DETAIL = EnvConfig().render_mesh_detail
 ENV_ID = "metaworld/pick-place-v3"
 
 
@@ -28,8 +27,8 @@ def frames(detail: float, seeds=(0, 1), steps: int = 12) -> np.ndarray:
     return np.array(out)
 
 
-def test_default_detail_frames_are_within_the_tolerance_of_the_full_meshes():
-    full, simplified = frames(1.0), frames(DEFAULT_DETAIL)
+def test_simplified_frames_are_within_the_tolerance_of_the_full_meshes():
+    full, simplified = frames(1.0), frames(SIMPLIFIED_DETAIL)
     difference = np.abs(full.astype(int) - simplified.astype(int))
     changed = (difference.max(axis=-1) > FRAME_TOLERANCE.changed_by).mean()
     assert difference.mean() <= FRAME_TOLERANCE.mean_abs
@@ -39,19 +38,20 @@ def test_default_detail_frames_are_within_the_tolerance_of_the_full_meshes():
 
 def test_simplified_frames_are_the_same_in_every_env():
     # Replays and verification re-render episodes: the simplification must not vary.
-    assert np.array_equal(frames(DEFAULT_DETAIL, seeds=(3,), steps=4), frames(DEFAULT_DETAIL, seeds=(3,), steps=4))
+    first, second = (frames(SIMPLIFIED_DETAIL, seeds=(3,), steps=4) for _ in range(2))
+    assert np.array_equal(first, second)
 
 
 def test_only_the_copy_is_simplified_and_only_its_large_meshes():
     with MetaWorldEnv(ENV_ID, EnvConfig(use_images=False)) as env:
         model = env._model
         full_faces = model.mesh_facenum.copy()
-        drawn = render_model(model, DEFAULT_DETAIL)
+        drawn = render_model(model, SIMPLIFIED_DETAIL)
         assert drawn is not model
         assert np.array_equal(model.mesh_facenum, full_faces)  # physics keeps the full meshes
         large = full_faces >= MIN_FACES
         assert large.any()
-        target = np.maximum(MIN_FACES // 2, np.round(full_faces[large] * DEFAULT_DETAIL))
+        target = np.maximum(MIN_FACES // 2, np.round(full_faces[large] * SIMPLIFIED_DETAIL))
         assert (drawn.mesh_facenum[large] <= target).all()
         assert np.array_equal(drawn.mesh_facenum[~large], full_faces[~large])
         assert drawn.mesh_facenum.sum() < 0.3 * full_faces.sum()
@@ -75,10 +75,12 @@ def test_a_detail_outside_0_to_1_is_refused(detail):
 
 
 def test_envs_of_a_task_share_one_renderer_and_each_draws_its_own_scene():
-    with MetaWorldEnv(ENV_ID, EnvConfig()) as alone:
+    config = EnvConfig(render_mesh_detail=SIMPLIFIED_DETAIL)
+    assert EnvConfig().render_mesh_detail == 1.0  # the default draws the full meshes
+    with MetaWorldEnv(ENV_ID, config) as alone:
         alone.reset(4)
         expected = alone.render("corner")
-    first, second = MetaWorldEnv(ENV_ID, EnvConfig()), MetaWorldEnv(ENV_ID, EnvConfig())
+    first, second = MetaWorldEnv(ENV_ID, config), MetaWorldEnv(ENV_ID, config)
     try:
         assert first._renderer is second._renderer
         first.reset(3)
