@@ -17,13 +17,11 @@ from kinitro_dagster.defs.weights import weights
 
 def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:
     """The code location; tests and tools pass their own resources, the default reads KINITRO_*."""
-    resources = resources if resources is not None else build_resources()
-    sharded = getattr(resources.get("evaluator"), "miners_per_shard", None) is not None
     return dg.Definitions(
         assets=[miner_commitments, episode_results, pareto_scores, weights, audit_export],
-        jobs=[open_cycle_job, evaluate_env_job(sharded), score_cycle_job, replay_episode],
+        jobs=[open_cycle_job, evaluate_env_job, score_cycle_job, replay_episode],
         sensors=[cycle_sensor, cycle_automation],
-        resources=resources,
+        resources=resources if resources is not None else build_resources(),
     )
 
 

@@ -122,7 +122,7 @@ _RUN_SETTINGS = {
     "eval_mode", "max_workers", "miners_per_worker", "miner_deployment_image", "miner_deployment_cpu",
     "miner_deployment_memory", "miner_deployment_ttl_seconds", "miner_deployment_gpu_count",
     "miner_deployment_warmup_timeout", "miner_runtimes", "miner_runtime_index_url", "miner_runtime_extra_index_url",
-    "miner_runtime_max_size", "miner_runtime_build_timeout", "render_devices", "miners_per_shard",
+    "miner_runtime_max_size", "miner_runtime_build_timeout", "render_devices",
 }
 
 
@@ -153,7 +153,6 @@ class Evaluator(dg.ConfigurableResource):
     # Miners a worker plays at once, stepping one env while other policies compute.
     miners_per_worker: int | None = _DEFAULTS["miners_per_worker"]
     render_devices: list[int] = _DEFAULTS["render_devices"]  # EGL device per rollout worker, in turn
-    miners_per_shard: int | None = _DEFAULTS["miners_per_shard"]  # a partition's miners per step; None: all
     miner_deployment_warmup_timeout: float = _DEFAULTS["miner_deployment_warmup_timeout"]
     miner_deployment_image: str = _DEFAULTS["miner_deployment_image"]
     miner_deployment_cpu: float = _DEFAULTS["miner_deployment_cpu"]
