@@ -45,9 +45,9 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("LP_NUM_THREADS", "0")
 
-import metaworld
 import mujoco
 import numpy as np
+from bench_rollout import raw_metaworld_env
 
 from kinitro_dagster.miners.deployments import LocalDeployment, start_all
 from kinitro_dagster.miners.policy_client import PolicyClient
@@ -55,9 +55,8 @@ from kinitro_dagster.settings import state_dir
 from kinitro_dagster.sim.base import EnvConfig, observed_config
 from kinitro_dagster.sim.episode import MinerTarget, run_episode
 from kinitro_dagster.sim.mesh_detail import SIMPLIFIED_DETAIL, render_model
-from kinitro_dagster.sim.metaworld import MetaWorldEnv, _use_fast_rendering
+from kinitro_dagster.sim.metaworld import MetaWorldEnv, _fixed_camera, _use_fast_rendering
 from kinitro_dagster.sim.metaworld_fast import accelerate
-from kinitro_dagster.sim.registry import env_task_name
 from kinitro_dagster.sim.workers import default_miners_per_worker, evaluate_partition, usable_cores
 
 ENV_ID = "metaworld/pick-place-v3"
@@ -74,18 +73,11 @@ def config(detail: float) -> EnvConfig:
 
 def bare_rate(detail: float, seeds: list[int], actions: np.ndarray) -> float:
     """Steps/s of MetaWorld (fast paths) plus both cameras' frames at `detail`: no wrapper, no HTTP."""
-    name = env_task_name(ENV_ID)
-    env = accelerate(metaworld.env_dict.ALL_V3_ENVIRONMENTS[name]())
-    env.set_task(metaworld.MT1(name, seed=0).train_tasks[0])
-    env._freeze_rand_vec = False
-    env.seeded_rand_vec = True
+    env = accelerate(raw_metaworld_env(ENV_ID))
     _use_fast_rendering(env.model, 84)
     renderer = mujoco.Renderer(render_model(env.model, detail), 84, 84)
-    option, cameras = mujoco.MjvOption(), []
-    for camera_name in CAMERAS:
-        camera = mujoco.MjvCamera()
-        camera.type, camera.fixedcamid = mujoco.mjtCamera.mjCAMERA_FIXED, env.model.camera(camera_name).id
-        cameras.append(camera)
+    option = mujoco.MjvOption()
+    cameras = [_fixed_camera(env.model.camera(name).id) for name in CAMERAS]
 
     def frames() -> None:
         for camera in cameras:

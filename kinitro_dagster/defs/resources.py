@@ -31,8 +31,8 @@ from kinitro_dagster.settings import (
     check_environment,
     state_dir,
 )
-from kinitro_dagster.sim.base import EnvConfig
 from kinitro_dagster.sim.partition import PartitionSettings, PolicyUnderTest, evaluate_env_partition
+from kinitro_dagster.sim.replay import env_config_of
 from kinitro_dagster.sim.seeds import episode_seeds
 from kinitro_dagster.version import code_version
 from kinitro_dagster.warehouse.records import CycleConfiguration, CycleRecord, EpisodeRecord
@@ -210,12 +210,8 @@ class Evaluator(dg.ConfigurableResource):
     ) -> list[EpisodeRecord]:
         """Play `seeds` of `env_id` for every policy with the episode settings `cycle` recorded;
         `cycle_key`: the cycle's partitions share their policy deployments (docker mode)."""
-        env_config = EnvConfig(max_steps=cycle.max_timesteps, use_images=cycle.use_images,
-                               privileged_state=cycle.privileged_state,
-                               physics_randomization=cycle.physics_randomization,
-                               render_mesh_detail=cycle.render_mesh_detail)
         settings = PartitionSettings(
-            env=env_config, client=ClientSettings(action_timeout=cycle.action_timeout),
+            env=env_config_of(cycle), client=ClientSettings(action_timeout=cycle.action_timeout),
             warmup_timeout=self.miner_deployment_warmup_timeout, eval_timeout=cycle.eval_timeout,
             max_workers=self.max_workers, miners_per_worker=self.miners_per_worker, docker=self.docker_options(),
             runtimes=self.runtime_settings(), render_devices=tuple(self.render_devices),
