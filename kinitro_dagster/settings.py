@@ -161,6 +161,15 @@ class ExecutorSettings(BaseSettings):
     # vision policy trained on full-mesh frames may fail on it: announce a change to miners first.
     render_mesh_detail: float = Field(default=1.0, gt=0, le=1)
     max_workers: OptionalCount = None  # rollout worker processes of a partition's step; None: the cores given
+    # Miners each step of an episode partition plays (`play_shard`): the partition's miners in shards,
+    # one step each, which the job's executor runs as processes (or containers, pods) of their own.
+    # None: one step plays them all. Rows are the same whatever the sharding.
+    miners_per_shard: OptionalCount = None
+    # How each step of a run executes (defs/executors.py): "process", a process of the run's container
+    # (Dagster's multiprocess executor); "docker", a container of its own on the run's Docker engine,
+    # with the run container's image, settings and mounts (dagster-docker's step-delegating executor);
+    # "k8s", a pod of its own (dagster-k8s's k8s_job_executor, beside its K8sRunLauncher).
+    step_executor: Literal["process", "docker", "k8s"] = "process"
     # Miners each worker plays at once (one env each): it steps whichever miner's policy has answered,
     # so its core does not idle while a policy computes. Each costs one more env in memory.
     # None: 3 without images, 1 with them (rendering is then most of a step).

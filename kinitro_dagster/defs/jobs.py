@@ -14,12 +14,16 @@ open_cycle_job = dg.define_asset_job(
     "open_cycle", selection=[miner_commitments],
     description="Read the chain at the cycle's block and fetch every committed policy.",
 )
+
+
 evaluate_env_job = dg.define_asset_job(
     "evaluate_env", selection=[episode_results],
-    # A partition is idempotent (its rows are replaced), so a failed run is simply run again.
+    # A partition is idempotent (its rows are replaced), so a failed run is simply run again; its
+    # finished shards' outputs are on the state dir (defs/executors.py), so only the rest replay.
     tags={"dagster/max_retries": "1"},
-    description="Play one env's episodes for every miner of a cycle.",
-)
+    description="Play one env's episodes for every miner of a cycle, in shards of "
+                "KINITRO_EXECUTOR_MINERS_PER_SHARD miners (a step each).",
+)  # fmt: skip
 score_cycle_job = dg.define_asset_job(
     "score_cycle", selection=[pareto_scores, weights, audit_export],
     description="Score the cycle, publish its signed weights and write its audit export.",

@@ -122,7 +122,8 @@ _RUN_SETTINGS = {
     "eval_mode", "max_workers", "miners_per_worker", "miner_deployment_image", "miner_deployment_cpu",
     "miner_deployment_memory", "miner_deployment_ttl_seconds", "miner_deployment_gpu_count",
     "miner_deployment_warmup_timeout", "miner_runtimes", "miner_runtime_index_url", "miner_runtime_extra_index_url",
-    "miner_runtime_max_size", "miner_runtime_build_timeout", "render_devices",
+    "miner_runtime_max_size", "miner_runtime_build_timeout", "render_devices", "miners_per_shard",
+    "step_executor",
 }
 
 
@@ -153,6 +154,8 @@ class Evaluator(dg.ConfigurableResource):
     # Miners a worker plays at once, stepping one env while other policies compute.
     miners_per_worker: int | None = _DEFAULTS["miners_per_worker"]
     render_devices: list[int] = _DEFAULTS["render_devices"]  # EGL device per rollout worker, in turn
+    miners_per_shard: int | None = _DEFAULTS["miners_per_shard"]  # a partition's miners per step; None: all
+    step_executor: str = _DEFAULTS["step_executor"]  # how a run's steps execute: defs/executors.py
     miner_deployment_warmup_timeout: float = _DEFAULTS["miner_deployment_warmup_timeout"]
     miner_deployment_image: str = _DEFAULTS["miner_deployment_image"]
     miner_deployment_cpu: float = _DEFAULTS["miner_deployment_cpu"]
@@ -255,9 +258,16 @@ def _secret(var: str, fallback: str | None) -> Any:
     return dg.EnvVar(var) if os.environ.get(var) else fallback
 
 
+def step_output_manager() -> dg.FilesystemIOManager:
+    """Step outputs (a shard's played episodes) under `<state dir>/step-outputs/<run id>/`: a path
+    every run and step container of a host mounts, so they outlive the container that wrote them
+    and a retried run re-executes only the steps that had not finished."""
+    return dg.FilesystemIOManager(base_dir=str(state_dir() / "step-outputs"))
+
+
 def build_resources(
     scheduler: SchedulerSettings | None = None, executor: ExecutorSettings | None = None
-) -> dict[str, dg.ConfigurableResource]:
+) -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManager]:
     check_environment()
     scheduler = scheduler or SchedulerSettings()
     executor = executor or ExecutorSettings()
@@ -283,4 +293,5 @@ def build_resources(
         "evaluator": Evaluator.from_settings(executor),
         "signing": SigningResource(wallet_name=scheduler.wallet_name, wallet_hotkey=scheduler.wallet_hotkey,
                                    wallet_path=scheduler.wallet_path),
+        "io_manager": step_output_manager(),
     }
