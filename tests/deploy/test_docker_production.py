@@ -449,3 +449,67 @@ def test_every_guide_setting_reaches_the_runs_that_use_it(evaluator_image, datab
                 "miner_deployment_memory": "1536Mi"}
             assert materialization.metadata["episode settings"].data["action_timeout"] == 0.75
         store.dispose()
+
+
+def test_a_partition_in_step_containers_writes_the_rows_of_one_process(evaluator_image, databases,
+                                                                        postgres_admin_url, tmp_path, monkeypatch):
+    """KINITRO_EXECUTOR_MINERS_PER_SHARD=1 with KINITRO_EXECUTOR_STEP_EXECUTOR=docker: each env
+    partition's three miners play in three `play_shard` steps, each in a container of its own that
+    the run container started on this host's engine; the rows are those of one process playing the
+    partition as one step."""
+    import dagster as dg
+
+    from kinitro_dagster.definitions import build_definitions
+    from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS, episode_key
+    from kinitro_dagster.defs.resources import build_resources
+    from kinitro_dagster.warehouse.store import Warehouse
+
+    outcome = ("uid", "episode", "seed", "success", "steps", "total_reward", "error_kind", "error")
+    settings = {"KINITRO_EXECUTOR_EVAL_MODE": "local", "KINITRO_EXECUTOR_MINERS_PER_SHARD": "1",
+                "KINITRO_EXECUTOR_STEP_EXECUTOR": "docker", "KINITRO_EXECUTOR_MAX_WORKERS": "1"}
+    with _production_stack(evaluator_image, databases, postgres_admin_url, tmp_path, monkeypatch, settings) as stack:
+        store = Warehouse(stack["warehouse_url"])
+        started, cycle = time.monotonic(), None
+        with dg.DagsterInstance.from_config(str(stack["home"])) as instance:
+            while time.monotonic() - started < CYCLE_DEADLINE_S:
+                runs = _runs(instance)
+                cycles = instance.get_dynamic_partitions("cycles")
+                cycle = cycles[0] if cycles else None
+                if cycle and store.weights_for_cycle(cycle) is not None and all(r.is_finished for r in runs):
+                    break
+                time.sleep(0.5)
+            else:
+                pytest.fail(f"no weights within {CYCLE_DEADLINE_S} s\n{_log_tail(stack)}", pytrace=False)
+            runs = _runs(instance)
+            assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.job_name, r.status) for r in runs]
+            episode_runs = [r for r in runs if "dagster/partition/env" in r.tags]
+            assert len(episode_runs) == len(ENABLED_ENV_IDS)
+            for run in episode_runs:
+                launched = {e.step_key: e.dagster_event.event_specific_data.metadata["Docker container id"].value
+                            for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTING)}
+                shards = {k: v for k, v in launched.items() if k.startswith("episode_results.play_shard")}
+                assert sorted(shards) == [f"episode_results.play_shard[shard_{i}]" for i in range(MINERS_EVALUATED)]
+                containers = set(shards.values())
+                assert len(containers) == MINERS_EVALUATED and run.tags["docker/container_id"] not in containers
+        sharded = {env_id: [tuple(getattr(r, f) for f in outcome) for r in rows]
+                   for env_id, rows in store.episodes_by_env(cycle).items()}
+
+        # The same partitions played by one step in this process (the stack's settings, unsharded).
+        monkeypatch.delenv("KINITRO_EXECUTOR_MINERS_PER_SHARD")
+        monkeypatch.setenv("KINITRO_EXECUTOR_STEP_EXECUTOR", "process")
+        defs = build_definitions(build_resources())
+        (tmp_path / "one_process").mkdir()
+        with dg.instance_for_test(temp_dir=str(tmp_path / "one_process")) as local:
+            local.add_dynamic_partitions("cycles", [cycle])
+            for env_id in ENABLED_ENV_IDS:
+                result = defs.resolve_job_def("evaluate_env").execute_in_process(
+                    instance=local, partition_key=str(episode_key(cycle, env_id)))
+                assert result.success, env_id
+        one_process = {env_id: [tuple(getattr(r, f) for f in outcome) for r in rows]
+                       for env_id, rows in store.episodes_by_env(cycle).items()}
+        store.dispose()
+
+    assert sorted(sharded) == sorted(ENABLED_ENV_IDS)
+    assert all(len(rows) == MINERS_EVALUATED * EPISODES for rows in sharded.values()), sharded
+    assert sharded == one_process
+    assert any(r[3] for rows in sharded.values() for r in rows)  # the expert succeeds: real episodes
