@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@ldconfig -p | grep -q 'libEGL.so.1' || { echo "installing EGL for headless MuJoCo"; \
 		apt-get update -qq && apt-get install -y -qq libegl1 libgl1-mesa-dri >/dev/null; }
-	$(UV) sync --frozen --extra genesis --python "$(PYTHON312)"
+	$(UV) sync --frozen --extra genesis --extra k8s --python "$(PYTHON312)"
 	sim_images/genesis/fetch-g1-assets.sh
 	@touch $@
 

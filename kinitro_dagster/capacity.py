@@ -88,7 +88,10 @@ class CyclePlan:
     # host per partition does), and the cycle's wall time on them.
     hosts: int | None
     wall_seconds: float | None
-    # Were a partition's miners spread over hosts (not built yet): the fewest hosts, and their wall time.
+    # A partition's miners spread over hosts in shards (KINITRO_EXECUTOR_MINERS_PER_SHARD), every shard
+    # on a host of its own at once: the largest even shard that fits the interval (1 when none does),
+    # the hosts (envs × shards) and the cycle's wall time.
+    shard_miners: int
     spread_hosts: int
     spread_wall_seconds: float
 
@@ -128,7 +131,10 @@ def plan_cycle(
     partition_s = host_core_s / envs / cores_per_host
     rounds = math.floor(interval_seconds / partition_s)  # partitions one host plays within the interval
     hosts = math.ceil(envs / rounds) if rounds >= 1 else None
-    spread_hosts = max(1, math.ceil(host_core_s / (interval_seconds * cores_per_host)))
+    miner_s = host_core_s / (miners * envs)  # one miner's episodes of one env, in host-core seconds
+    fitting = max(1, min(miners, math.floor(interval_seconds * cores_per_host / miner_s)))
+    shards = math.ceil(miners / fitting)
+    shard_miners = math.ceil(miners / shards)  # shards as even as they come
     return CyclePlan(
         steps=steps,
         steps_per_core_s=rate,
@@ -140,6 +146,7 @@ def plan_cycle(
         partition_seconds=partition_s,
         hosts=hosts,
         wall_seconds=math.ceil(envs / hosts) * partition_s if hosts else None,
-        spread_hosts=spread_hosts,
-        spread_wall_seconds=host_core_s / (spread_hosts * cores_per_host),
+        shard_miners=shard_miners,
+        spread_hosts=envs * shards,
+        spread_wall_seconds=shard_miners * miner_s / cores_per_host,
     )

@@ -40,7 +40,10 @@ def test_a_cycle_is_its_steps_over_the_measured_rate(tmp_path):
     assert sixteen.host_core_hours == pytest.approx(2 * sixteen.worker_core_hours)  # a policy core beside each
     # A partition takes 4,000 s on 16 cores: no number of hosts fits it in the hour, whole.
     assert sixteen.partition_seconds == pytest.approx(4000) and sixteen.hosts is None
-    assert sixteen.spread_hosts == 9 and sixteen.spread_wall_seconds <= 3600  # were its miners spread
+    # In shards: a miner's env takes 250 host-core s, so 230 fit a 16-core hour; two even shards of
+    # 128 miners a partition, 16 hosts at once, 2,000 s.
+    assert (sixteen.shard_miners, sixteen.spread_hosts) == (128, 16)
+    assert sixteen.spread_wall_seconds == pytest.approx(2000)
     # On 32 cores a partition takes 2,000 s: one a host, 8 hosts; on 64, three a host (3 hosts, 3,000 s).
     assert (plan(32).hosts, plan(32).wall_seconds) == (8, pytest.approx(2000))
     assert (plan(64).hosts, plan(64).wall_seconds) == (3, pytest.approx(3000))
@@ -69,7 +72,8 @@ def test_the_cli_plans_and_refuses_rates_of_the_other_kind_of_host(tmp_path):
                                   "--cores-per-host", "16"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "51,200,000 steps" in result.output and "not possible with a partition on one host" in result.output
-    assert "9 hosts of 16 cores" in result.output
+    assert "in shards of 128 miners (KINITRO_EXECUTOR_MINERS_PER_SHARD=128" in result.output
+    assert "16 hosts of 16 cores, 33 min a cycle" in result.output
     refused = runner.invoke(main, ["plan", "--miners", "4", "--envs", "1", "--gpu", "--rates", str(cpu)])
     assert refused.exit_code == 1 and "measured with llvmpipe" in refused.output
     refused = runner.invoke(main, ["plan", "--miners", "4", "--envs", "1", "--rates", str(gpu)])

@@ -69,14 +69,19 @@ def plan(miners: int, envs: int, episodes: int | None, steps: int | None, images
         click.echo(f"within the {interval} interval: {result.hosts} host(s) of {hosts_cores} cores, "
                    f"{_duration(result.wall_seconds)} a cycle")  # fmt: skip
     else:
-        click.echo(f"within the {interval} interval: not possible with a partition on one host; spreading each "
-                   f"partition's miners over hosts (not built yet) would take {result.spread_hosts} hosts of "
-                   f"{hosts_cores} cores, {_duration(result.spread_wall_seconds)} a cycle")  # fmt: skip
-    hosts = result.hosts or result.spread_hosts
-    if hosts > 1:
-        click.echo(f"note: {hosts} hosts means {min(hosts, envs)} episode runs at once, each on its own host: "
-                   "Kubernetes (dagster-k8s) places them, and deploy/dagster.yaml's run queue must allow them "
-                   "(max_concurrent_runs, the kinitro/env_family limits); README, 'Bigger fleets'")
+        click.echo(f"within the {interval} interval: not possible with a partition on one host; in shards of "
+                   f"{result.shard_miners} miners (KINITRO_EXECUTOR_MINERS_PER_SHARD={result.shard_miners}, a shard "
+                   f"a pod: KINITRO_EXECUTOR_STEP_EXECUTOR=k8s): {result.spread_hosts} hosts of {hosts_cores} cores, "
+                   f"{_duration(result.spread_wall_seconds)} a cycle")  # fmt: skip
+    if result.hosts is not None and result.hosts > 1:
+        click.echo(f"note: {result.hosts} hosts means {min(result.hosts, envs)} episode runs at once, each on its own "
+                   "host: Kubernetes (dagster-k8s, deploy/helm/values.yaml) places them, and the run queue must allow "
+                   "them (max_concurrent_runs, the kinitro/env_family limits); README, 'Bigger fleets'")  # fmt: skip
+    elif result.hosts is None:
+        click.echo(f"note: {result.spread_hosts} hosts means {envs} episode runs at once, each with "
+                   f"{result.spread_hosts // envs} shard pods on hosts of their own: Kubernetes places them "
+                   "(deploy/helm/values.yaml), and the run queue must allow the runs (max_concurrent_runs, the "
+                   "kinitro/env_family limits); README, 'Bigger fleets'")  # fmt: skip
     if os.getloadavg()[0] > 1.5 and rates_path is None:
         click.echo("note: this host is busy now; the saved rates were measured when it ran the benchmark")
 
