@@ -7,6 +7,11 @@ The guide's queue settings take effect here, in the daemon that dequeues:
 a `kinitro/executor_id` tag on every run, and `KINITRO_SCHEDULER_CYCLE_TIMEOUT_SECONDS` each run's
 `dagster/max_runtime` (run monitoring fails a run that outlives it).
 
+Episode-partition runs are also tagged `dagster/retry_strategy: ALL_STEPS` (unless they name their
+own): Dagster's default retry, from failure, does not re-execute the mapped steps of a dynamic output
+that never started, so a retried partition killed mid-way would miss its unstarted shards
+(`write_episodes` then refuses to write; tests/defs/test_sharded_partitions.py shows both).
+
 Not part of the code location's Definitions: deploy/dagster.yaml names this class as the
 instance's run coordinator, so the webserver and the daemon load it (the evaluator image has it).
 Runs reach the queue from the cycle automation, sensors, UI launches, job and asset backfills and
@@ -20,7 +25,7 @@ import logging
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import MAX_RUNTIME_SECONDS_TAG
+from dagster._core.storage.tags import MAX_RUNTIME_SECONDS_TAG, RETRY_STRATEGY_TAG
 
 from kinitro_dagster.settings import ExecutorSettings, SchedulerSettings
 from kinitro_dagster.sim.registry import env_family, families, partition_key_to_env_id
@@ -43,6 +48,14 @@ def env_family_tags(run_tags: dict[str, str]) -> dict[str, str]:
     except ValueError:
         log.warning("run tagged %s=%r: not an env partition key, no %s tag", ENV_PARTITION_TAG, env_key, ENV_FAMILY_TAG)
         return {}
+
+
+def retry_tags(run_tags: dict[str, str]) -> dict[str, str]:
+    """A retried episode-partition run replays all its steps (module docstring); other runs, and
+    runs that name a strategy, are left as they are."""
+    if ENV_PARTITION_TAG not in run_tags or RETRY_STRATEGY_TAG in run_tags:
+        return {}
+    return {RETRY_STRATEGY_TAG: "ALL_STEPS"}
 
 
 def settings_tags(run_tags: dict[str, str], executor: ExecutorSettings, scheduler: SchedulerSettings) -> dict[str, str]:
@@ -82,7 +95,8 @@ class EnvFamilyRunCoordinator(dg.QueuedRunCoordinator):
 
     def submit_run(self, context: dg.SubmitRunContext) -> dg.DagsterRun:
         run = context.dagster_run
-        wanted = {**env_family_tags(run.tags), **settings_tags(run.tags, self._executor, self._scheduler)}
+        wanted = {**env_family_tags(run.tags), **retry_tags(run.tags),
+                  **settings_tags(run.tags, self._executor, self._scheduler)}  # fmt: skip
         missing = {k: v for k, v in wanted.items() if run.tags.get(k) != v}
         if missing:
             self._instance.add_run_tags(run.run_id, missing)

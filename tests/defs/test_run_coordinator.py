@@ -20,7 +20,12 @@ from dagster._daemon.asset_daemon import AssetDaemon
 from dagster._daemon.backfill import execute_backfill_iteration
 
 from kinitro_dagster.defs.partitions import ENABLED_ENV_IDS, cycles, episode_key
-from kinitro_dagster.defs.run_coordinator import ENV_FAMILY_TAG, EnvFamilyRunCoordinator, env_family_tags
+from kinitro_dagster.defs.run_coordinator import (
+    ENV_FAMILY_TAG,
+    EnvFamilyRunCoordinator,
+    env_family_tags,
+    retry_tags,
+)
 from kinitro_dagster.defs.sensors import SENSOR_INTERVAL_SECONDS
 from kinitro_dagster.sim.registry import env_family
 
@@ -77,6 +82,8 @@ def test_automation_queues_episode_runs_tagged_with_their_env_family(production_
         assert run.tags[ENV_FAMILY_TAG] == env_family(ENABLED_ENV_IDS[0]) == "metaworld"
         # KINITRO_SCHEDULER_CYCLE_TIMEOUT_SECONDS (default) as each run's max runtime: run monitoring enforces it.
         assert run.tags["dagster/max_runtime"] == "7200"
+        # A retry replays the whole partition (from failure, Dagster would skip unstarted shards).
+        assert run.tags["dagster/retry_strategy"] == "ALL_STEPS"
 
     # Scoring follows once every env partition is in; its run is not an episode run: no family.
     # (The episode runs are not executed here: they leave the queue and their materializations land.)
@@ -89,7 +96,14 @@ def test_automation_queues_episode_runs_tagged_with_their_env_family(production_
     tick()
     scoring = [r for r in instance.get_runs() if r.tags["dagster/partition"] == CYCLE]
     assert len(scoring) == 1 and ENV_FAMILY_TAG not in scoring[0].tags
+    assert "dagster/retry_strategy" not in scoring[0].tags
     assert scoring[0].status == dg.DagsterRunStatus.QUEUED
+
+
+def test_an_episode_runs_own_retry_strategy_is_kept():
+    assert retry_tags({"dagster/partition/env": "metaworld.reach-v3"}) == {"dagster/retry_strategy": "ALL_STEPS"}
+    assert retry_tags({"dagster/partition/env": "metaworld.reach-v3", "dagster/retry_strategy": "FROM_FAILURE"}) == {}
+    assert retry_tags({"dagster/partition": CYCLE}) == {}
 
 
 def test_family_comes_from_the_env_partition_tag():
