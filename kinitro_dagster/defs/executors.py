@@ -11,9 +11,8 @@
 - `k8s`: each step is a pod (dagster-k8s's `k8s_job_executor`, with its `K8sRunLauncher`:
   deploy/helm/values.yaml). Needs the `k8s` extra.
 
-Steps hand their outputs over through the IO manager on the state dir (`resources.step_output_manager`), which
-every run and step container mounts at the same path, so a run retried after its container died
-re-executes only the steps that had not finished.
+Steps hand their outputs over through the IO manager on the state dir
+(`resources.step_output_manager`), which every run and step container mounts at the same path.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ open_cycle_job = dg.define_asset_job(
 
 evaluate_env_job = dg.define_asset_job(
     "evaluate_env", selection=[episode_results],
-    # A partition is idempotent (its rows are replaced), so a failed run is simply run again; its
-    # finished shards' outputs are on the state dir (defs/executors.py), so only the rest replay.
+    # A partition is idempotent (its rows are replaced), so a failed run is simply run again, with
+    # all its steps (the run coordinator's dagster/retry_strategy tag on every episode run).
     tags={"dagster/max_retries": "1"},
     description="Play one env's episodes for every miner of a cycle, in shards of "
                 "KINITRO_EXECUTOR_MINERS_PER_SHARD miners (a step each).",

@@ -260,8 +260,7 @@ def _secret(var: str, fallback: str | None) -> Any:
 
 def step_output_manager() -> dg.FilesystemIOManager:
     """Step outputs (a shard's played episodes) under `<state dir>/step-outputs/<run id>/`: a path
-    every run and step container of a host mounts, so they outlive the container that wrote them
-    and a retried run re-executes only the steps that had not finished."""
+    every run and step container mounts, so a step's output reaches the next step's container."""
     return dg.FilesystemIOManager(base_dir=str(state_dir() / "step-outputs"))
 
 

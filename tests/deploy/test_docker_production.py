@@ -364,6 +364,21 @@ GUIDE_SETTINGS = {
 }
 
 
+def _until_weights(instance, store, stack: dict, each_poll=None) -> tuple[str, list]:
+    """(cycle, runs) once the sensor's cycle has weights and every run has finished; `each_poll`
+    sees the runs at every poll."""
+    started = time.monotonic()
+    while time.monotonic() - started < CYCLE_DEADLINE_S:
+        runs = _runs(instance)
+        if each_poll:
+            each_poll(runs)
+        cycles = instance.get_dynamic_partitions("cycles")
+        if cycles and store.weights_for_cycle(cycles[0]) is not None and all(r.is_finished for r in runs):
+            return cycles[0], _runs(instance)
+        time.sleep(0.3)
+    pytest.fail(f"no weights within {CYCLE_DEADLINE_S} s\n{_log_tail(stack)}", pytrace=False)
+
+
 def _materializations(instance, asset: str) -> list:
     import dagster as dg
 
@@ -388,20 +403,11 @@ def test_every_guide_setting_reaches_the_runs_that_use_it(evaluator_image, datab
     settings = {**GUIDE_SETTINGS, "KINITRO_EXECUTOR_EVAL_IMAGES": json.dumps({"metaworld": family_image})}
     with _production_stack(evaluator_image, databases, postgres_admin_url, tmp_path, monkeypatch, settings) as stack:
         store = Warehouse(stack["warehouse_url"])
-        started, most_in_flight, cycle = time.monotonic(), 0, None
+        in_flight: list[int] = []
         with dg.DagsterInstance.from_config(str(stack["home"])) as instance:
-            while time.monotonic() - started < CYCLE_DEADLINE_S:
-                runs = _runs(instance)
-                in_flight = [r for r in runs if r.status.value in ("STARTING", "STARTED")]
-                most_in_flight = max(most_in_flight, len(in_flight))
-                cycles = instance.get_dynamic_partitions("cycles")
-                cycle = cycles[0] if cycles else None
-                if cycle and store.weights_for_cycle(cycle) is not None and all(r.is_finished for r in runs):
-                    break
-                time.sleep(0.3)
-            else:
-                pytest.fail(f"no weights within {CYCLE_DEADLINE_S} s\n{_log_tail(stack)}", pytrace=False)
-            runs = _runs(instance)
+            cycle, runs = _until_weights(instance, store, stack, lambda runs: in_flight.append(
+                sum(r.status.value in ("STARTING", "STARTED") for r in runs)))
+            most_in_flight = max(in_flight)
             commitments = _materializations(instance, "miner_commitments")
             episode_materializations = _materializations(instance, "episode_results")
 
@@ -469,18 +475,8 @@ def test_a_partition_in_step_containers_writes_the_rows_of_one_process(evaluator
                 "KINITRO_EXECUTOR_STEP_EXECUTOR": "docker", "KINITRO_EXECUTOR_MAX_WORKERS": "1"}
     with _production_stack(evaluator_image, databases, postgres_admin_url, tmp_path, monkeypatch, settings) as stack:
         store = Warehouse(stack["warehouse_url"])
-        started, cycle = time.monotonic(), None
         with dg.DagsterInstance.from_config(str(stack["home"])) as instance:
-            while time.monotonic() - started < CYCLE_DEADLINE_S:
-                runs = _runs(instance)
-                cycles = instance.get_dynamic_partitions("cycles")
-                cycle = cycles[0] if cycles else None
-                if cycle and store.weights_for_cycle(cycle) is not None and all(r.is_finished for r in runs):
-                    break
-                time.sleep(0.5)
-            else:
-                pytest.fail(f"no weights within {CYCLE_DEADLINE_S} s\n{_log_tail(stack)}", pytrace=False)
-            runs = _runs(instance)
+            cycle, runs = _until_weights(instance, store, stack)
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.job_name, r.status) for r in runs]
             episode_runs = [r for r in runs if "dagster/partition/env" in r.tags]
             assert len(episode_runs) == len(ENABLED_ENV_IDS)
