@@ -112,15 +112,26 @@ def play_shard(
 
 
 @dg.op(out={"result": dg.Out(dg.Nothing), f"episode_results_{ROWS_CHECK}": dg.Out()})
-@retries_transient_failures
 def write_episodes(
     context: dg.OpExecutionContext,
     shards: list[PlayedShard],
     warehouse: WarehouseResource,
     cycle_config: CycleConfig,
     evaluator: Evaluator,
+):
+    """Replace the partition's rows with every shard's, as one write; its metadata and row check
+    (yielded: Dagster records a graph asset's check from a yielded AssetCheckResult only)."""
+    yield from _write_episodes(context, shards, warehouse, cycle_config, evaluator)
+
+
+@retries_transient_failures
+def _write_episodes(
+    context: dg.OpExecutionContext,
+    shards: list[PlayedShard],
+    warehouse: WarehouseResource,
+    cycle_config: CycleConfig,
+    evaluator: Evaluator,
 ) -> tuple[dg.Output, dg.AssetCheckResult]:
-    """Replace the partition's rows with every shard's, as one write; its metadata and row check."""
     store = warehouse.store()
     cycle, env_id, _, config = _cycle_and_config(context, store, cycle_config, evaluator)
     if env_id not in config.env_ids:

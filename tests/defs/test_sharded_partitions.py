@@ -86,6 +86,9 @@ def test_a_partition_in_shards_writes_the_rows_of_one_step(tmp_path, monkeypatch
         sharded = [tuple(getattr(r, f) for f in OUTCOME) for r in store.episodes(cycle, env_id)]
         starts = [e for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START)
                   if e.step_key.startswith("episode_results.play_shard")]  # fmt: skip
+        # The row check ran with the write, and passed (a graph asset's check must be yielded to count).
+        (check,) = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        assert check.dagster_event.event_specific_data.passed
         # The shards' outputs were on the state dir until the rows were written; then they were deleted.
         outputs = tmp_path / "state" / "step-outputs" / result.run_id
         assert outputs.is_dir() and not list(outputs.glob("episode_results.play_shard*"))
@@ -97,7 +100,7 @@ def test_a_partition_in_shards_writes_the_rows_of_one_step(tmp_path, monkeypatch
         context = dg.build_op_context(partition_key=partition, instance=instance, resources={
             k: resources[k] for k in ("warehouse", "cycle_config", "evaluator")})
         with pytest.raises(MissingShardsError, match=r"uids \[2\] did not reach this step"):
-            write_episodes(context, partial)
+            list(write_episodes(context, partial))
         assert [tuple(getattr(r, f) for f in OUTCOME) for r in store.episodes(cycle, env_id)] == sharded
 
     assert len(one_step) == 3 * 2 and len({r[0] for r in one_step}) == 3
