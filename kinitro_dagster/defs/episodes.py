@@ -71,11 +71,12 @@ def episode_shards(
     context: dg.OpExecutionContext, warehouse: WarehouseResource, cycle_config: CycleConfig, evaluator: Evaluator
 ) -> list[dg.DynamicOutput]:
     """The partition's evaluated miners in shards of KINITRO_EXECUTOR_MINERS_PER_SHARD, one step each."""
-    cycle, env_id, _, config = _cycle_and_config(context, warehouse.store(), cycle_config, evaluator)
+    store = warehouse.store()
+    cycle, env_id, _, config = _cycle_and_config(context, store, cycle_config, evaluator)
     if env_id not in config.env_ids:
         uids: list[int] = []
     else:
-        uids = sorted(c.uid for c in warehouse.store().commitments(cycle) if c.status is CommitmentStatus.OK)
+        uids = sorted(c.uid for c in store.commitments(cycle) if c.status is CommitmentStatus.OK)
     shards = shards_of(uids, evaluator.miners_per_shard)
     context.log.info(f"{env_id}: {len(uids)} miners in {len(shards)} shard(s)")
     return [dg.DynamicOutput(shard, mapping_key=f"shard_{shard.index}") for shard in shards]

@@ -17,7 +17,7 @@ Steps hand their outputs over through the IO manager on the state dir
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import dagster as dg
 from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
@@ -29,7 +29,7 @@ from dagster_docker.docker_executor import DockerStepHandler, docker_executor
 
 from kinitro_dagster.settings import ExecutorSettings
 
-STEP_EXECUTORS = ("process", "docker", "k8s")
+STEP_EXECUTORS: tuple[str, ...] = get_args(ExecutorSettings.model_fields["step_executor"].annotation)
 
 
 class KinitroDockerStepHandler(DockerStepHandler):
